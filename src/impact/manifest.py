@@ -1,0 +1,76 @@
+"""The delivery manifest: what a register delivery claims to contain.
+
+A delivery is a folder ``landing/<delivery_id>/`` with extract files and a
+``manifest.json`` listing every file with its table, row count, byte size and
+SHA-256. The ingest layer trusts nothing it cannot reconcile with this file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MANIFEST_NAME = "manifest.json"
+
+
+class FileEntry(BaseModel):
+    """One extract file of a delivery."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    table: str = Field(description="Logical table, e.g. 'vid_monthly_reports'.")
+    path: str = Field(description="File name relative to the delivery folder.")
+    format: Literal["csv", "parquet"]
+    rows: int = Field(ge=0, description="Data rows (CSV header excluded).")
+    bytes: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    columns: list[str]
+    year: int | None = Field(None, description="Calendar year for yearly split tables.")
+
+
+class DeliveryManifest(BaseModel):
+    """Manifest of one delivery."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    delivery_id: str
+    producer: str
+    period_start: str = Field(pattern=r"^\d{4}-\d{2}$")
+    period_end: str = Field(pattern=r"^\d{4}-\d{2}$")
+    files: list[FileEntry]
+    injected_errors: dict[str, int] = Field(default_factory=dict)
+    generator: dict[str, str | int | bool] = Field(default_factory=dict)
+
+    def rows_by_table(self) -> dict[str, int]:
+        """Total rows per logical table."""
+        out: dict[str, int] = {}
+        for f in self.files:
+            out[f.table] = out.get(f.table, 0) + f.rows
+        return out
+
+    def write(self, folder: Path) -> Path:
+        """Write ``manifest.json`` into ``folder`` (stable key order, no timestamps)."""
+        path = folder / MANIFEST_NAME
+        text = json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def read(cls, folder: Path) -> DeliveryManifest:
+        """Read and validate ``folder/manifest.json``."""
+        return cls.model_validate_json((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
