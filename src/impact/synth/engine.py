@@ -17,7 +17,7 @@ import numpy as np
 from impact.synth import params as P
 from impact.synth.jobs import Employers, Occupations
 
-E, U, I, ABSENT = 0, 1, 2, 3
+E, U, INACTIVE, ABSENT = 0, 1, 2, 3
 _POPCOUNT16 = np.array([bin(i).count("1") for i in range(1 << 16)], dtype=np.int8)
 
 #: Names of the uniform draws one step consumes, in order.
@@ -93,7 +93,7 @@ class Effects:
     log_wage: np.ndarray
     loss: np.ndarray  # multiplier of job-loss hazards
     find: np.ndarray  # multiplier of job-finding hazards
-    exit_training: np.ndarray  # multiplier of E -> I while in a long programme
+    exit_training: np.ndarray  # multiplier of E -> INACTIVE while in a long programme
     upgrade: np.ndarray  # extra monthly promotion probability
     ict_move: np.ndarray  # extra monthly probability of moving into an ICT job
 
@@ -160,7 +160,7 @@ def initial_state(cov: Covariates, occs: Occupations, emps: Employers,
     p_emp = np.minimum(p_emp, 0.97)
     p_unemp = np.where((age >= 18) & (age < 64), 0.055 * np.where(level < 3, 2.0, 1.0), 0.0)
     u = rng.random(n)
-    status = np.where(u < p_emp, E, np.where(u < p_emp + p_unemp, U, I)).astype(np.int8)
+    status = np.where(u < p_emp, E, np.where(u < p_emp + p_unemp, U, INACTIVE)).astype(np.int8)
     status = np.where(cov.present, status, ABSENT).astype(np.int8)
     st = LabourState(
         status=status,
@@ -263,15 +263,15 @@ def step(st: LabourState, cov: Covariates, eff: Effects, ctx: Context, occs: Occ
     p_iu = np.where((age >= 18) & (age < 62), F.i_to_u, 0.0)
     ut = u["tr"]
     new = prev.copy()
-    is_e, is_u, is_i = prev == E, prev == U, prev == I
+    is_e, is_u, is_i = prev == E, prev == U, prev == INACTIVE
     new = np.where(is_e & (ut < p_eu), U, new)
-    new = np.where(is_e & (ut >= p_eu) & (ut < p_eu + p_ei), I, new)
+    new = np.where(is_e & (ut >= p_eu) & (ut < p_eu + p_ei), INACTIVE, new)
     new = np.where(is_u & (ut < p_ue), E, new)
-    new = np.where(is_u & (ut >= p_ue) & (ut < p_ue + p_ui), I, new)
+    new = np.where(is_u & (ut >= p_ue) & (ut < p_ue + p_ui), INACTIVE, new)
     new = np.where(is_i & (ut < p_ie), E, new)
     new = np.where(is_i & (ut >= p_ie) & (ut < p_ie + p_iu), U, new)
-    new = np.where(cov.present, np.where(prev == ABSENT, I, new), ABSENT)
-    new = np.where(cov.present & (age < 16), I, new)
+    new = np.where(cov.present, np.where(prev == ABSENT, INACTIVE, new), ABSENT)
+    new = np.where(cov.present & (age < 16), INACTIVE, new)
     new = new.astype(np.int8)
 
     leavers = (prev == E) & (new != E)

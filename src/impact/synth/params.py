@@ -46,7 +46,7 @@ LOW_EDUCATION_JOB_LOSS = 1.9
 HIGH_EDUCATION_JOB_LOSS = 0.7
 REGION_JOB_LOSS = {"LV005": 1.4, "LV006": 0.85, "LV007": 0.9}  # Latgale high, Riga low
 REGION_JOB_FINDING = {"LV005": 0.65, "LV006": 1.25, "LV007": 1.15}
-MOTIVATION_FLOW_ELASTICITY = 0.25  # exp(+-0.25 * motivation) on finding / losing jobs
+MOTIVATION_FLOW_ELASTICITY = 0.05  # exp(+-0.05 * motivation) on finding / losing jobs
 
 #: Sector shocks: (NACE section, first month, last month, job-loss multiplier, log-wage shift).
 #: Hospitality collapsed with the 2020 lockdowns; construction slowed in 2023.
@@ -71,8 +71,8 @@ PERSON_EFFECT_SD = 0.28
 #: Standard deviation of the firm effect (log points).
 FIRM_EFFECT_SD = 0.12
 #: Persistent AR(1) wage component: autocorrelation and innovation SD per month.
-AR_RHO = 0.97
-AR_SD = 0.025
+AR_RHO = 0.95
+AR_SD = 0.02
 #: Transitory monthly noise SD (bonuses, overtime).
 TRANSITORY_SD = 0.06
 #: Experience profile: a * e + b * e^2 with e = years since age 20.
@@ -81,7 +81,7 @@ EXPERIENCE_QUADRATIC = -0.0005
 #: Monthly log-wage drift per unit of latent motivation, centred on the middle
 #: of the window. This is the selection channel that fools naive comparisons:
 #: motivated people grow faster whether or not they train.
-MOTIVATION_WAGE_DRIFT = 0.0012
+MOTIVATION_WAGE_DRIFT = 0.0004
 #: Share of jobs (low-skill) reported at exactly the minimum wage.
 MINIMUM_WAGE_REPORTING = 0.06
 #: Calibration offset so that mean full-month earnings of employees are close
@@ -151,7 +151,7 @@ ACCOUNT_INDEX = {
 #: Multiplier of the account and course-start hazard after a recent job loss
 #: (registered unemployed, or left a job in the last 4 months): the
 #: Ashenfelter-dip channel.
-DIP_HAZARD = 2.2
+DIP_HAZARD = 3.0
 #: Relative monthly intensity of account creation (campaign months higher;
 #: report: campaigns 09.10-17.11.2025, 02.02-15.03.2026, 20.04-25.05.2026).
 ACCOUNT_INTENSITY = {

@@ -75,6 +75,17 @@ class Population:
         lvl = np.where((self.isced_t1 >= 0) & (self.isced_t1 <= t), self.isced1, self.isced0)
         return np.where((self.isced_t2 >= 0) & (self.isced_t2 <= t), self.isced2, lvl)
 
+    def isced_of(self, person: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Highest attained ISCED level of ``person[i]`` in month ``t[i]``."""
+        t1, t2 = self.isced_t1[person], self.isced_t2[person]
+        lvl = np.where((t1 >= 0) & (t1 <= t), self.isced1[person], self.isced0[person])
+        return np.where((t2 >= 0) & (t2 <= t), self.isced2[person], lvl)
+
+    def municipality_of(self, person: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Municipality index of ``person[i]`` in month ``t[i]``."""
+        mt = self.move_t[person]
+        return np.where((mt >= 0) & (mt <= t), self.mun1[person], self.mun0[person])
+
     def municipality_at(self, t: int) -> np.ndarray:
         """Index of the declared municipality in month ``t``."""
         return np.where((self.move_t >= 0) & (self.move_t <= t), self.mun1, self.mun0)

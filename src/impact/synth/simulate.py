@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
 
 import numpy as np
 import polars as pl
@@ -22,12 +21,12 @@ from impact.synth.config import STARS_FIRST_MONTH, STARS_LAST_START_MONTH, Synth
 from impact.synth.engine import (
     DRAWS,
     NORMALS,
-    U,
     Context,
     Covariates,
     Effects,
     LabourState,
     Month,
+    U,
     initial_state,
     step,
 )
@@ -86,6 +85,24 @@ class Simulation:
     max_headcount: np.ndarray
     cpi: np.ndarray  # CPI per month of the window (base-year average = 100)
     working_days: np.ndarray
+    _lookups: dict[str, pl.Series] = field(default_factory=dict)
+
+    def lookups(self) -> dict[str, pl.Series]:
+        """Code lists for index-to-code gathers (built once).
+
+        ``occupation`` ends with a null, the target of index -1 (no code).
+        """
+        if not self._lookups:
+            months = month64(self.config.start_date) + np.arange(self.config.n_months)
+            self._lookups.update(
+                person_code=pl.Series(self.pop.code.astype(str)),
+                employer_id=pl.Series(self.emps.employer_id.astype(str)),
+                hours_reported=pl.Series(self.emps.hours_reported),
+                occupation=pl.Series([*self.occs.code.astype(str).tolist(), None],
+                                     dtype=pl.Utf8),
+                period=pl.Series(np.datetime_as_string(months, unit="M")),
+            )
+        return self._lookups
 
 
 def _monthly_series(cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -221,8 +238,8 @@ def run(cfg: SynthConfig, sink: ReportSink) -> Simulation:
     used_grant = np.zeros(n, dtype=bool)
     course_end = np.full(n, -1, dtype=np.int64)
     first_start = np.full(n, -1, dtype=np.int64)
-    grant_status: list[str] = []
-    grant_status_t: list[int] = []
+    grant_status = np.zeros(0, dtype="<U16")
+    grant_status_t = np.zeros(0, dtype=np.int64)
     grant_person: list[np.ndarray] = []
     grant_wave: list[np.ndarray] = []
     app_counter = 0
@@ -283,7 +300,7 @@ def run(cfg: SynthConfig, sink: ReportSink) -> Simulation:
                 p = np.where(no_grant & (grants_taken > 0) & ~used_grant, 0.12, p)
                 got = no_grant & (rng_stars.random(n) < p)
                 gi = np.nonzero(got)[0]
-                base_row = len(grant_status)
+                base_row = grant_status.size
                 grant_row[gi] = base_row + np.arange(gi.size)
                 grant_expiry[gi] = t + P.GRANT_MONTHS
                 grants_taken[gi] += 1
@@ -291,17 +308,17 @@ def run(cfg: SynthConfig, sink: ReportSink) -> Simulation:
                 grant_person.append(gi)
                 grant_wave.append(np.full(gi.size, w))
                 declined = rng_stars.random(gi.size) < 0.0015
-                grant_status += ["declined" if d else "active" for d in declined]
-                grant_status_t += [t] * gi.size
+                grant_status = np.concatenate(
+                    [grant_status, np.where(declined, "declined", "active")])
+                grant_status_t = np.concatenate([grant_status_t, np.full(gi.size, t)])
                 grant_expiry[gi[declined]] = -1
                 grant_row[gi[declined]] = -1
 
             active = (grant_row >= 0) & (grant_expiry > t) & ~used_grant & free
             # grants that lapse this month
             lapse = (grant_row >= 0) & ~used_grant & (grant_expiry == t)
-            for r in grant_row[lapse]:
-                grant_status[r] = "annulled"
-                grant_status_t[r] = t
+            grant_status[grant_row[lapse]] = "annulled"
+            grant_status_t[grant_row[lapse]] = t
             lapse_idx = np.nonzero(lapse)[0]
             withdrawn = lapse_idx[rng_stars.random(lapse_idx.size) < 0.55]
             Records.add(rec.applications, person=withdrawn, t=np.full(withdrawn.size, t - 2),
@@ -342,10 +359,10 @@ def run(cfg: SynthConfig, sink: ReportSink) -> Simulation:
                     course_end[starters] = end
                     used_rows = grant_row[starters]
                     gr = np.where(via_grant[starters], used_rows, -1)
-                    for r, d in zip(gr, dropped, strict=True):
-                        if r >= 0:
-                            grant_status[r] = "annulled_dropout" if d else "used"
-                            grant_status_t[r] = t
+                    used_now = gr >= 0
+                    grant_status[gr[used_now]] = np.where(dropped[used_now],
+                                                          "annulled_dropout", "used")
+                    grant_status_t[gr[used_now]] = t
                     used_grant[starters[via_grant[starters]]] = True
                     grant_row[starters[via_grant[starters]]] = -1
                     grant_expiry[starters[via_grant[starters]]] = -1
@@ -409,12 +426,11 @@ def run(cfg: SynthConfig, sink: ReportSink) -> Simulation:
 
     emitter.close(st.status)
     # grants still active at the end lapse at the pilot's end
-    for r in grant_row[grant_row >= 0]:
-        grant_status[r] = "annulled"
+    grant_status[grant_row[grant_row >= 0]] = "annulled"
     gp = np.concatenate(grant_person) if grant_person else np.zeros(0, dtype=np.int64)
     gw = np.concatenate(grant_wave) if grant_wave else np.zeros(0, dtype=np.int64)
-    rec.grants = {"person": [gp], "wave": [gw], "status": [np.array(grant_status, dtype=object)],
-                  "status_t": [np.array(grant_status_t, dtype=np.int64)]}
+    rec.grants = {"person": [gp], "wave": [gw], "status": [grant_status.astype(object)],
+                  "status_t": [grant_status_t]}
     sim.treatment = treat.arrays()
     return sim
 

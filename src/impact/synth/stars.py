@@ -74,7 +74,7 @@ def build_catalogue(rng: np.random.Generator) -> Catalogue:
     """
     types: list[str] = []
     providers: list[str] = []
-    for name, n_prog, kind in _PROVIDERS:
+    for name, n_prog, _kind in _PROVIDERS:
         providers += [name] * n_prog
         types += [None] * n_prog  # type: ignore[list-item]
     # assign types so that the report's counts per type hold exactly

@@ -144,49 +144,50 @@ def reports_table(sim: Simulation, year: int, rows: dict[str, np.ndarray],
     income and days; a correction with the true values follows 1-6 months
     later (same person, employer and period, later ``submitted_on``).
     """
-    m0 = month64(sim.config.start_date)
     n = rows["person"].size
-    t = rows["t"].astype(np.int64)
-    period = np.datetime_as_string(m0 + t, unit="M")
-    due = (m0 + t + 1).astype("datetime64[D]") + rng.integers(0, 17, n)
-    occ = np.where(rows["occ"] >= 0, sim.occs.code[np.maximum(rows["occ"], 0)], None)
-    occ = np.where(rng.random(n) < P.MESSINESS.missing_occupation, None, occ)
-    hours_ok = sim.emps.hours_reported[rows["firm"]]
+    m0 = month64(sim.config.start_date)
+    look = sim.lookups()
+    t = pl.Series("t", rows["t"].astype(np.int32))
+    occ_idx = np.where(rows["occ"] >= 0, rows["occ"], look["occupation"].len() - 1)
+    occ_idx = np.where(rng.random(n) < P.MESSINESS.missing_occupation,
+                       look["occupation"].len() - 1, occ_idx)
+    firm = pl.Series(rows["firm"].astype(np.int64))
+    due = (m0 + rows["t"].astype(np.int64) + 1).astype("datetime64[D]") + rng.integers(0, 17, n)
     df = pl.DataFrame({
-        "report_id": np.char.add(str(year), np.char.zfill(np.arange(n).astype(str), 9)),
-        "person_code": _codes(sim, rows["person"]),
-        "employer_id": sim.emps.employer_id[rows["firm"]].astype(str),
-        "period": period,
+        "report_id": (str(year) + pl.int_range(0, n, eager=True).cast(pl.Utf8).str.zfill(9)),
+        "person_code": look["person_code"].gather(rows["person"].astype(np.int64)),
+        "employer_id": look["employer_id"].gather(firm),
+        "period": look["period"].gather(t),
         "gross_income": np.round(rows["income"], 2),
         "days_worked": rows["days"].astype(np.int64),
         "hours_worked": rows["hours"].astype(np.int64),
-        "occupation_code": _nullable_str(occ),
-        "contract_type": np.where(rows["fixed"], "FIXED", "PERMANENT"),
+        "occupation_code": look["occupation"].gather(occ_idx),
+        "contract_type": pl.Series(rows["fixed"]).replace_strict(
+            {True: "FIXED", False: "PERMANENT"}, return_dtype=pl.Utf8),
         "part_time": rows["part_time"].astype(bool),
         "submitted_on": due,
+        "_t": t,
     })
-    df = df.with_columns(
-        pl.when(pl.Series(hours_ok)).then(pl.col("hours_worked")).otherwise(None)
-        .alias("hours_worked")
-    )
+    # a third of employers report days only
+    df = df.with_columns(pl.when(look["hours_reported"].gather(firm)).then(pl.col("hours_worked"))
+                         .otherwise(None).alias("hours_worked"))
     # corrections: the original submission is wrong, the later one is right
     corr = np.nonzero(rng.random(n) < P.MESSINESS.corrected_report)[0]
     if corr.size:
         fixed_rows = df[corr].with_columns(
-            pl.col("submitted_on") + pl.duration(days=30 * int(rng.integers(1, 7))),
+            pl.col("submitted_on") + pl.Series(rng.integers(30, 180, corr.size))
+            .cast(pl.Duration("ms")) * 86_400_000,
             (pl.col("report_id") + "C").alias("report_id"),
         )
-        factor = rng.uniform(0.6, 1.4, corr.size)
         wrong = df["gross_income"].to_numpy().copy()
-        wrong[corr] = np.round(wrong[corr] * factor, 2)
-        df = df.with_columns(pl.Series("gross_income", wrong))
-        df = pl.concat([df, fixed_rows])
+        wrong[corr] = np.round(wrong[corr] * rng.uniform(0.6, 1.4, corr.size), 2)
+        df = pl.concat([df.with_columns(pl.Series("gross_income", wrong)), fixed_rows])
     # exact duplicate lines (a re-sent batch)
     dup = np.nonzero(rng.random(df.height) < P.MESSINESS.duplicate_report)[0]
     if dup.size:
         df = pl.concat([df, df[dup]])
-    order = rng.permutation(df.height)
-    return df[order].sort("period", maintain_order=True)
+    # one month after the other; corrections and re-sent lines follow their month
+    return df.sort("_t", maintain_order=True).drop("_t")
 
 
 def spells_table(sim: Simulation, rng: np.random.Generator) -> pl.DataFrame:

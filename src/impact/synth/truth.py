@@ -53,11 +53,8 @@ def participants(sim: Simulation) -> pl.DataFrame:
     m0 = month64(sim.config.start_date)
     age = (np.datetime64(sim.config.start_date, "D") - sim.pop.birth[person]).astype(
         np.int64) / 365.25 + start_t / 12
-    level = np.array([sim.pop.isced_at(int(t))[p] for p, t in zip(person, start_t, strict=True)],
-                     dtype=np.int64) if person.size else np.zeros(0, dtype=np.int64)
-    mun = np.array([sim.pop.municipality_at(int(t))[p] for p, t in zip(person, start_t,
-                                                                         strict=True)],
-                   dtype=np.int64) if person.size else np.zeros(0, dtype=np.int64)
+    level = sim.pop.isced_of(person, start_t).astype(np.int64)
+    mun = sim.pop.municipality_of(person, start_t)
     munis = sim.municipalities
     cat = sim.catalogue
     prog = tr["prog"].astype(np.int64)
