@@ -1,0 +1,1 @@
+"""Data contracts: the YAML model, the polars rules and the Great Expectations suites."""
