@@ -209,7 +209,8 @@ def spells_table(sim: Simulation, rng: np.random.Generator) -> pl.DataFrame:
     })
     ov = np.nonzero(rng.random(df.height) < P.MESSINESS.overlapping_spell)[0]
     if ov.size:
-        shifted = df[ov].with_columns(pl.col("registered_on") + pl.duration(days=7))
+        # a re-registration record that starts a week earlier and overlaps the spell
+        shifted = df[ov].with_columns(pl.col("registered_on") - pl.duration(days=7))
         df = pl.concat([df, shifted])
     df = df.sort("person_code", "registered_on")
     return df.with_columns(
