@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the Dagster CLI against this project with the instance config in ./dagster.yaml.
 #   bash scripts/dagster.sh dev                          # UI at http://127.0.0.1:3000
-#   bash scripts/dagster.sh job execute -j synth_job     # one run from the command line
+#   bash scripts/dagster.sh job execute -j ingest_job    # one run from the command line
 #   bash scripts/dagster.sh definitions validate
 # DAGSTER_HOME defaults to ./.dagster_home (SQLite run/event storage lives there); an
 # existing DAGSTER_HOME is respected.

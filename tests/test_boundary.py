@@ -19,6 +19,7 @@ SRC = REPO / "src" / "impact"
 LIBRARY_MODULES = [
     "impact",
     "impact.cli",
+    "impact.config",
     "impact.personal_code",
     "impact.reference",
     "impact.synth",

@@ -8,14 +8,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
 import impact
 from impact import cli
 
 REPO = Path(__file__).resolve().parents[1]
-COMMANDS = ["synth", "demo"]
+COMMANDS = ["synth", "run", "demo"]
 SYNTH_OPTIONS = [
     "--persons",
     "--seed",
@@ -227,7 +226,20 @@ def test_synth_defaults(runner, fake_generate, tmp_path):
     }
 
 
-def test_demo_wiring(runner, fake_generate, tmp_path, monkeypatch):
+@pytest.fixture
+def fake_pipeline(monkeypatch):
+    """Replace the in-process pipeline run of `demo` by a recorder."""
+    calls = []
+
+    def run_pipeline(config_path, select, *, data_root, verbose):
+        calls.append((config_path, tuple(select), data_root, verbose))
+        return 0
+
+    monkeypatch.setattr(cli, "_run_pipeline", run_pipeline)
+    return calls
+
+
+def test_demo_wiring(runner, fake_generate, fake_pipeline, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(cli.impact, ["demo"])
     assert result.exit_code == 0, result.output
@@ -235,18 +247,31 @@ def test_demo_wiring(runner, fake_generate, tmp_path, monkeypatch):
     assert out == Path("data/demo")
     assert _fields(config)["persons"] == 20_000 and _fields(config)["fmt"] == "csv"
     assert "pmlp_persons.csv" in result.output
+    # then the sources, with the demo config, on the delivery just generated
+    assert fake_pipeline[0] == (cli.DEMO_CONFIG, ("sources",), Path("data/demo"), False)
+    assert cli.DEMO_CONFIG == REPO / "configs" / "demo.yaml"
 
     result = runner.invoke(cli.impact, ["demo", "--persons", "3000", "--seed", "5", "--out", "x"])
     assert result.exit_code == 0, result.output
     config, out = fake_generate[1]
     assert (config.persons, config.seed, out) == (3000, 5, Path("x"))
+    assert fake_pipeline[1][2] == Path("x")
+
+
+def test_demo_exits_non_zero_when_a_source_fails(runner, fake_generate, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "_run_pipeline", lambda *a, **k: cli.EXIT_FAILED)
+    result = runner.invoke(cli.impact, ["demo"])
+    assert result.exit_code == cli.EXIT_FAILED
 
 
 def test_demo_config_matches_cli_defaults():
     """configs/demo.yaml documents the demo settings; it must not drift from the CLI."""
-    demo = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text(encoding="utf-8"))
-    s = demo["synthetic"]
-    assert (s["persons"], s["seed"], s["start"], s["end"], s["format"], s["out"]) == (
+    from impact.config import DemoKey, load_config
+
+    demo = load_config(REPO / "configs" / "demo.yaml")
+    s = demo.synth
+    assert (s.persons, s.seed, s.start, s.end, s.format, str(demo.data.root)) == (
         cli.DEFAULT_PERSONS,
         cli.DEFAULT_SEED,
         cli.DEFAULT_START,
@@ -254,7 +279,66 @@ def test_demo_config_matches_cli_defaults():
         cli.DEFAULT_FORMAT,
         cli.DEFAULT_DEMO_OUT,
     )
-    assert s["inject_errors"] is False
+    assert s.inject_errors is False
+    assert isinstance(demo.ingest.key, DemoKey)  # the public key: synthetic data only
+    assert "NOT SECRET" in (REPO / "configs" / "demo.yaml").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--config", "no/such.yaml"], "no/such.yaml: config file not found"),
+        (["run", "--select", "employer"], "Did you mean employers?"),
+    ],
+)
+def test_run_usage_errors(runner, args, message, monkeypatch):
+    monkeypatch.chdir(REPO)
+    result = runner.invoke(cli.impact, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_run_summary_format():
+    ok = SimpleNamespace(
+        key="sources/pmlp_persons",
+        name="pmlp_persons",
+        status="ok",
+        message=None,
+        metadata={
+            "rows_in": 20_000,
+            "accepted": 19_990,
+            "quarantined": 10,
+            "duplicates": 0,
+            "superseded": 0,
+            "seconds": 0.25,
+            "files": [{}],
+        },
+    )
+    bad = SimpleNamespace(
+        key="sources/employers",
+        name="employers",
+        status="failed",
+        metadata={"files": []},
+        message="employers (employers.csv, column 'sector'): rule 'columns' failed",
+    )
+    skipped = SimpleNamespace(
+        key="sources/vid_monthly_reports",
+        name="vid_monthly_reports",
+        status="not run",
+        metadata={},
+        message="not run: upstream employers did not materialise",
+    )
+    report = SimpleNamespace(
+        outcomes=[ok, bad, skipped], seconds=3.21, run_id="abcdef123456", instance="ephemeral"
+    )
+    text = cli.format_run_summary(report)
+    lines = text.splitlines()
+    row = next(line for line in lines if line.startswith("pmlp_persons"))
+    assert row.split()[1:5] == ["ok", "20,000", "19,990", "10"]
+    assert next(line for line in lines if line.startswith("employers")).split()[1] == "FAILED"
+    assert "  employers: employers (employers.csv, column 'sector')" in text
+    assert "  vid_monthly_reports: upstream employers did not materialise" in text
+    assert lines[-1].startswith("1 ok, 1 failed, 1 not run in 3.2 s (run abcdef12")
 
 
 def test_summary_table_alignment():

@@ -12,6 +12,29 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _write_manifest(folder: Path) -> Path:
+    """A minimal valid delivery manifest (one file entry) in ``folder``."""
+    from impact.manifest import DeliveryManifest, FileEntry
+
+    entry = FileEntry(
+        table="ref_cpi",
+        path="ref_cpi.csv",
+        format="csv",
+        rows=2,
+        bytes=10,
+        sha256="0" * 64,
+        columns=["month", "cpi"],
+    )
+    manifest = DeliveryManifest(
+        delivery_id=folder.name,
+        producer="test",
+        period_start="2019-01",
+        period_end="2028-06",
+        files=[entry],
+    )
+    return manifest.write(folder)
+
+
 @pytest.fixture
 def dagster_home(tmp_path, monkeypatch):
     """A throw-away DAGSTER_HOME holding the repository's dagster.yaml."""
@@ -22,35 +45,39 @@ def dagster_home(tmp_path, monkeypatch):
     return home
 
 
-def test_defs_load_and_contain_the_synthetic_delivery():
+def test_defs_load_with_landing_sources_jobs_and_resource():
+    from impact.contracts.model import load_contracts
     from pipelines.definitions import defs
 
     assert isinstance(defs, dg.Definitions)
     repo = defs.get_repository_def()
     keys = {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()}
-    assert "synthetic_delivery" in keys
-    node = repo.asset_graph.get(dg.AssetKey("synthetic_delivery"))
-    assert node.group_name == "landing"
-    job = defs.resolve_job_def("synth_job")
-    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {
-        "synthetic_delivery"
-    }
-    assert "synth_settings" in repo.get_top_level_resources()
+    sources = {f"sources/{t}" for t in load_contracts()}
+    assert keys == {"landing", *sources}
+    assert repo.asset_graph.get(dg.AssetKey("landing")).group_name == "landing"
+
+    def job_keys(name):
+        job = defs.resolve_job_def(name)
+        return {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+
+    assert job_keys("synth_job") == {"landing"}
+    assert job_keys("ingest_job") == {"landing", *sources}
+    assert "impact_config" in repo.get_top_level_resources()
 
 
-def test_synth_settings_defaults_match_the_demo():
-    from impact import cli
-    from pipelines.definitions import SynthSettings
+def test_impact_config_default_is_the_demo_config(monkeypatch):
+    from impact.config import load_config
+    from pipelines.resources import ImpactConfig, impact_config_from_env
 
-    s = SynthSettings()
-    assert (s.persons, s.seed, s.start, s.end, s.fmt, s.out_dir) == (
-        cli.DEFAULT_PERSONS,
-        cli.DEFAULT_SEED,
-        cli.DEFAULT_START,
-        cli.DEFAULT_END,
-        cli.DEFAULT_FORMAT,
-        cli.DEFAULT_DEMO_OUT,
-    )
+    monkeypatch.delenv("IMPACT_CONFIG", raising=False)
+    resource = impact_config_from_env()
+    assert resource.path == "configs/demo.yaml" and resource.data_root is None
+    monkeypatch.chdir(REPO)
+    loaded = resource.load()
+    assert loaded.model_dump() == load_config(REPO / "configs" / "demo.yaml").model_dump()
+    assert loaded.source_file == Path("configs/demo.yaml")
+    moved = ImpactConfig(path=str(REPO / "configs" / "demo.yaml"), data_root="elsewhere")
+    assert str(moved.load().data.landing) == "elsewhere/landing"
 
 
 def test_instance_config_is_valid(dagster_home):
@@ -86,48 +113,87 @@ def test_dagster_definitions_validate_cli(dagster_home):
     assert "Validation successful for code location impact" in out, out
 
 
-def test_synthetic_delivery_asset_wiring(monkeypatch, tmp_path, dagster_home):
-    """The asset builds SynthConfig from the resource, calls generate, reports metadata."""
+def test_landing_asset_generates_the_synthetic_delivery(monkeypatch, tmp_path, dagster_home):
+    """A synthetic config: the asset builds SynthConfig from the config's synth section,
+    calls generate into data.root, reports metadata."""
     from types import SimpleNamespace
 
     import impact.synth
-    from pipelines.definitions import SynthSettings, synthetic_delivery
+    from pipelines.assets.landing import landing
+    from pipelines.resources import ImpactConfig
 
     calls = []
 
     def generate(config, out):
         calls.append((config, out))
+        delivery = out / "landing" / "2028-06"
+        delivery.mkdir(parents=True)
+        _write_manifest(delivery)
         return SimpleNamespace(
-            landing_dir=out / "landing",
+            landing_dir=delivery,
             truth_dir=out / "truth",
-            manifest_path=out / "landing" / "manifest.json",
-            row_counts={"pmlp_persons.csv": 2_000, "vid_monthly_reports.csv": 50_000},
+            manifest_path=delivery / "manifest.json",
+            row_counts={"pmlp_persons": 2_000, "vid_monthly_reports": 50_000},
             seconds=1.5,
+            injected_errors={},
         )
 
     monkeypatch.setattr(impact.synth, "generate", generate)
-    settings = SynthSettings(persons=2_000, seed=9, fmt="parquet", out_dir=str(tmp_path))
-    result = dg.materialize([synthetic_delivery], resources={"synth_settings": settings})
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"data: {{root: {tmp_path / 'data'}}}\n"
+        "synth: {persons: 2000, seed: 9, format: parquet}\n"
+        "ingest: {key: {source: demo}}\n",
+        encoding="utf-8",
+    )
+    result = dg.materialize([landing], resources={"impact_config": ImpactConfig(path=str(config))})
     assert result.success
 
-    ((config, out),) = calls
-    assert out == tmp_path
-    assert (config.persons, config.seed, config.fmt) == (2_000, 9, "parquet")
-    (mat,) = result.asset_materializations_for_node("synthetic_delivery")
+    ((synth_config, out),) = calls
+    assert out == tmp_path / "data"
+    assert (synth_config.persons, synth_config.seed, synth_config.fmt) == (2_000, 9, "parquet")
+    (mat,) = result.asset_materializations_for_node("landing")
     md = {k: v.value for k, v in mat.metadata.items()}
-    assert md["row_counts"] == {"pmlp_persons.csv": 2_000, "vid_monthly_reports.csv": 50_000}
-    assert md["rows_total"] == 52_000
-    assert md["manifest"] == str(tmp_path / "landing" / "manifest.json")
+    assert md["deliveries"] == ["2028-06"]
+    assert md["manifest"] == str(tmp_path / "data" / "landing" / "2028-06" / "manifest.json")
     assert md["seconds"] == 1.5
+    assert md["synthetic"] is True
 
 
-def test_synth_settings_read_environment(monkeypatch, tmp_path):
-    import pipelines.definitions as definitions
+def test_landing_asset_for_real_data_records_the_deliveries(tmp_path, monkeypatch):
+    """No synth section: nothing is generated; the deliveries present are recorded."""
+    from pipelines.assets.landing import landing
+    from pipelines.resources import ImpactConfig
 
-    monkeypatch.setenv("IMPACT_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("IMPACT_SYNTH_PERSONS", "1234")
-    settings = definitions._synth_settings_from_env()
-    assert isinstance(settings.out_dir, dg.EnvVar)
-    assert settings.out_dir.get_value() == str(tmp_path)
-    assert settings.persons.get_value() == 1234
-    assert settings.seed == 1  # unset -> default
+    monkeypatch.setenv("TEST_IMPACT_KEY", "ab" * 32)
+    config = tmp_path / "real.yaml"
+    config.write_text(
+        f"data: {{root: {tmp_path}}}\n"
+        "ingest: {key: {source: env, variable: TEST_IMPACT_KEY}}\n",
+        encoding="utf-8",
+    )
+    resources = {"impact_config": ImpactConfig(path=str(config))}
+    empty = dg.materialize([landing], resources=resources, raise_on_error=False)
+    assert not empty.success
+    (failure,) = empty.get_step_failure_events()
+    assert "no complete delivery" in failure.step_failure_data.user_failure_data.description
+
+    for name in ("2026-12", "2027-06"):
+        (tmp_path / "landing" / name).mkdir(parents=True)
+        _write_manifest(tmp_path / "landing" / name)
+    (tmp_path / "landing" / "incomplete").mkdir()  # no manifest yet: not a delivery
+    result = dg.materialize([landing], resources=resources)
+    (mat,) = result.asset_materializations_for_node("landing")
+    md = {k: v.value for k, v in mat.metadata.items()}
+    assert md["deliveries"] == ["2026-12", "2027-06"]
+    assert "synthetic" not in md
+    assert not (tmp_path / "truth").exists()
+
+
+def test_impact_config_reads_the_environment(monkeypatch, tmp_path):
+    from pipelines.resources import impact_config_from_env
+
+    monkeypatch.setenv("IMPACT_CONFIG", str(tmp_path / "national.yaml"))
+    resource = impact_config_from_env()
+    assert isinstance(resource.path, dg.EnvVar)
+    assert resource.path.get_value() == str(tmp_path / "national.yaml")

@@ -3,13 +3,20 @@
 Commands import their heavy dependencies inside the function bodies, so that
 ``impact --help`` stays fast and does not pull in polars/numpy.
 
-This issue adds ``impact synth`` and ``impact demo``; later issues add ``run``, ``query`` and
-``report``. ``impact demo`` is the README's main command: for now it generates the synthetic
-registers; it grows into the full evaluation on the embedded synthetic default.
+Commands: ``impact synth`` (synthetic registers), ``impact run`` (materialise the pipeline's
+assets in process, without the UI) and ``impact demo`` (the README's main command: synthetic
+registers, then the pipeline on them; it grows into the full evaluation). Later issues add
+``query`` and ``report``.
+
+``run`` and ``demo`` are the only commands that load the orchestration layer: they import the
+Dagster code location ``pipelines/`` of the project checkout lazily, inside the command, so
+``import impact`` / ``impact.cli`` never import dagster (tests/test_boundary.py).
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 import re
 import sys
 import time
@@ -29,6 +36,17 @@ DEFAULT_START = "2019-01"
 DEFAULT_END = "2028-06"
 DEFAULT_FORMAT = "csv"
 DEFAULT_DEMO_OUT = "data/demo"
+
+#: The project checkout (``src/impact/cli.py`` -> repository root): configs/, pipelines/.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+#: The demo's evaluation config (data root, public demo key, ingest switches).
+DEMO_CONFIG = PROJECT_ROOT / "configs" / "demo.yaml"
+#: `impact run --config` default when IMPACT_CONFIG is unset (relative to the working dir).
+DEFAULT_CONFIG = "configs/demo.yaml"
+
+#: Exit codes of `impact run` / `impact demo`.
+EXIT_FAILED = 1  # an asset failed or did not run
+EXIT_USAGE = 2  # bad options or config: nothing ran
 
 _YEAR_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
@@ -167,12 +185,16 @@ def synth(
 
 @impact.command(context_settings=CONTEXT_SETTINGS)
 @_synth_options(out_default=DEFAULT_DEMO_OUT)
-def demo(persons: int, seed: int, out: Path) -> None:
+@click.option("--verbose", "-v", is_flag=True, help="Show Dagster's log (stderr) while running.")
+def demo(persons: int, seed: int, out: Path, verbose: bool) -> None:
     """Run the project end to end on the embedded synthetic default.
 
-    For now this generates the synthetic registers (as `impact synth` with the demo
-    settings of configs/demo.yaml: 20,000 persons, seed 1, 2019-01..2028-06, CSV) into OUT
-    and prints what it wrote. Later releases extend it to the full evaluation.
+    Generates the synthetic registers (as `impact synth` with the demo settings of
+    configs/demo.yaml: 20,000 persons, seed 1, 2019-01..2028-06, CSV) into OUT, replacing an
+    earlier demo delivery, then ingests them: every source table is validated,
+    pseudonymised with the public demo key and written to OUT/sources/ (rejected rows to
+    OUT/quarantine/), as `impact run --config configs/demo.yaml --select sources`. Exits
+    non-zero if a source fails. Later releases extend it to the full evaluation.
     """
     click.echo(f"impact demo: synthetic registers -> {out}")
     _run_synth(
@@ -184,6 +206,206 @@ def demo(persons: int, seed: int, out: Path) -> None:
         fmt=DEFAULT_FORMAT,
         inject_errors=False,
     )
+    click.echo("")
+    click.echo(f"impact demo: ingest -> {Path(out) / 'sources'}")
+    code = _run_pipeline(DEMO_CONFIG, ("sources",), data_root=Path(out), verbose=verbose)
+    if code:
+        sys.exit(code)
+
+
+# --------------------------------------------------------------------------- run
+
+
+@impact.command(context_settings=CONTEXT_SETTINGS)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=lambda: os.environ.get("IMPACT_CONFIG") or DEFAULT_CONFIG,
+    show_default="$IMPACT_CONFIG, else configs/demo.yaml",
+    help="Evaluation config (YAML); validated before anything runs.",
+)
+@click.option(
+    "--select",
+    "select",
+    multiple=True,
+    default=("sources",),
+    show_default=True,
+    metavar="SELECTION",
+    help="What to materialise (repeat or comma-separate): 'sources' (every source table), "
+    "'landing' (synthetic configs: generate the delivery), 'all' (landing + sources), a table "
+    "name (that table only: its upstream tables must be ingested already) or +TABLE (the "
+    "table and its upstream tables).",
+)
+@click.option("--verbose", "-v", is_flag=True, help="Show Dagster's log (stderr) while running.")
+def run(config_path: Path, select: tuple[str, ...], verbose: bool) -> None:
+    """Materialise pipeline assets in this process, without the Dagster UI.
+
+    Runs the selected assets of the Dagster code location (pipelines/) with the given
+    evaluation config, prints one line per asset (rows in, accepted, quarantined) and the
+    failures with their messages, and exits with 1 if any selected asset failed or could not
+    run because an upstream table failed (2 for a bad config or selection). The run is
+    recorded in the instance of $DAGSTER_HOME when that is set, else in a throw-away one.
+
+    \b
+    Examples:
+      impact run --config configs/demo.yaml --select sources
+      impact run --config configs/demo.yaml --select all
+      impact run --select +vid_monthly_reports
+    """
+    code = _run_pipeline(config_path, select, data_root=None, verbose=verbose)
+    if code:
+        sys.exit(code)
+
+
+class _RunError(click.ClickException):
+    """A problem found before the run started (printed as ``Error: ...``)."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _pipelines_run() -> Any:
+    """Import ``pipelines.run`` from the working directory or the project checkout."""
+    try:
+        return importlib.import_module("pipelines.run")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("pipelines", "pipelines.run"):
+            raise
+    for root in (Path.cwd(), PROJECT_ROOT):
+        if (root / "pipelines" / "definitions.py").is_file():
+            sys.path.insert(0, str(root))
+            return importlib.import_module("pipelines.run")
+    raise _RunError(
+        "the Dagster code location pipelines/ was not found (looked in the working directory "
+        f"and in {PROJECT_ROOT}); run impact from the repository root."
+    )
+
+
+def _run_pipeline(
+    config_path: Path,
+    select: Sequence[str],
+    *,
+    data_root: Path | None,
+    verbose: bool,
+) -> int:
+    """Check config, key and landing, run the selected assets, print the summary.
+
+    Returns the exit code (0 if every selected asset materialised).
+    """
+    from impact.config import ConfigError, load_config
+
+    try:  # 1. the config: before anything is imported or run
+        cfg = load_config(config_path)
+    except ConfigError as exc:
+        raise _RunError(str(exc)) from None
+    if data_root is not None:
+        cfg = cfg.with_data_root(data_root)
+
+    pipelines_run = _pipelines_run()
+    try:  # 2. the selection
+        keys = pipelines_run.resolve_selection(select)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--select'") from None
+    names = [k.to_user_string() for k in keys]
+    sources = [n for n in names if n != "landing"]
+
+    if sources:  # 3. what the sources need: the key and (unless generated now) a delivery
+        try:
+            cfg.pseudonym_key()
+        except ConfigError as exc:
+            raise _RunError(str(exc)) from None
+        from impact.ingest import deliveries_in
+
+        if "landing" not in names and not deliveries_in(cfg.data.landing):
+            hint = (
+                "`impact run --select all` generates the synthetic delivery first"
+                if cfg.is_synthetic
+                else "put the register deliveries there"
+            )
+            raise _RunError(
+                f"no complete delivery (a folder with manifest.json) under "
+                f"{cfg.data.landing}: {hint}.",
+                EXIT_FAILED,
+            )
+
+    click.echo(f"config: {config_path}   data: {cfg.data.root}   selected: {len(names)} asset(s)")
+    report = pipelines_run.run(
+        config_path,
+        select,
+        data_root=data_root,
+        log_level="INFO" if verbose else "CRITICAL",
+    )
+    click.echo(format_run_summary(report))
+    return 0 if report.success else EXIT_FAILED
+
+
+def format_run_summary(report: Any) -> str:
+    """Plain-text report of a run: one line per selected asset, then the failures.
+
+    ``report`` is a ``pipelines.run.RunReport`` (plain values only).
+    """
+    header = (
+        "asset",
+        "status",
+        "rows in",
+        "accepted",
+        "quarantined",
+        "duplicates",
+        "superseded",
+        "seconds",
+    )
+    rows = []
+    for o in report.outcomes:
+        md = o.metadata
+        status = {"ok": "ok", "failed": "FAILED", "not run": "NOT RUN"}[o.status]
+        if o.key == "landing":
+            counts = [md.get("dagster/row_count"), None, None, None, None, md.get("seconds")]
+        else:
+            counts = [
+                md.get("rows_in"),
+                md.get("accepted"),
+                md.get("quarantined"),
+                md.get("duplicates"),
+                md.get("superseded"),
+                md.get("seconds"),
+            ]
+        cells = [
+            f"{c:,}"
+            if isinstance(c, int) and not isinstance(c, bool)
+            else f"{c:.2f}"
+            if isinstance(c, float)
+            else ""
+            for c in counts
+        ]
+        if o.status != "ok" and not md.get("files"):  # nothing reconciled: no counts to show
+            cells = ["-"] * len(cells)
+        rows.append((o.name, status, *cells))
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(r: Sequence[str]) -> str:
+        first = f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}"
+        return "  ".join([first, *(f"{c:>{w}}" for c, w in zip(r[2:], widths[2:], strict=True))])
+
+    out = ["", line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+    failed = [o for o in report.outcomes if o.status == "failed"]
+    not_run = [o for o in report.outcomes if o.status == "not run"]
+    if failed:
+        out += ["", "failures:"]
+        out += [f"  {o.name}: {o.message or 'failed (no message)'}" for o in failed]
+    if not_run:
+        out += ["", "not run:"]
+        out += [
+            f"  {o.name}: {(o.message or 'not run').removeprefix('not run: ')}" for o in not_run
+        ]
+    ok = len(report.outcomes) - len(failed) - len(not_run)
+    out += [
+        "",
+        f"{ok} ok, {len(failed)} failed, {len(not_run)} not run in "
+        f"{report.seconds:.1f} s (run {report.run_id[:8]}, instance: {report.instance})",
+    ]
+    return "\n".join(out)
 
 
 def _run_synth(

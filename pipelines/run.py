@@ -1,0 +1,217 @@
+"""Materialise assets in process, without the UI: the engine of `impact run` / `impact demo`.
+
+`run()` returns a plain `RunReport` (no Dagster types) that the CLI prints. It uses the
+instance of ``$DAGSTER_HOME`` when that is set (the run then shows in the UI's history),
+else an ephemeral in-memory instance. Steps execute in this process one after another; a
+failed source stops only the assets downstream of it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import dagster as dg
+
+from pipelines.assets.landing import LANDING_KEY, landing
+from pipelines.assets.sources import GROUP, SOURCE_ASSETS, SOURCE_TABLES, source_key
+from pipelines.resources import ImpactConfig
+
+ALL_ASSETS: list[dg.AssetsDefinition] = [landing, *SOURCE_ASSETS]
+#: Words --select understands besides table names.
+KEYWORDS = ("all", "sources", "landing")
+
+Status = Literal["ok", "failed", "not run"]
+
+
+@dataclass
+class AssetOutcome:
+    """What happened to one selected asset in a run."""
+
+    key: str  # "landing" or "sources/<table>"
+    status: Status
+    metadata: dict[str, Any] = field(default_factory=dict)  # plain values of the metadata
+    message: str | None = None  # failure description, or why the asset did not run
+    check_passed: bool | None = None  # the blocking `contract` check (sources only)
+
+    @property
+    def name(self) -> str:
+        """The table name for a source asset, else the key."""
+        return self.key.removeprefix(f"{GROUP}/")
+
+
+@dataclass
+class RunReport:
+    """The outcome of one in-process run."""
+
+    run_id: str
+    success: bool
+    outcomes: list[AssetOutcome]
+    seconds: float
+    instance: str  # "ephemeral" or the DAGSTER_HOME folder
+
+    @property
+    def failed(self) -> list[AssetOutcome]:
+        return [o for o in self.outcomes if o.status != "ok"]
+
+
+def resolve_selection(select: Sequence[str]) -> list[dg.AssetKey]:
+    """Asset keys for ``--select`` values (comma-separated or repeated).
+
+    ``all`` (landing + every source), ``sources`` (every source table), ``landing``, a table
+    name (``employers`` or ``sources/employers``: that table only; the source tables it
+    depends on must have been ingested before), ``+TABLE`` (the table and the source tables
+    it depends on, transitively; not the landing).
+
+    Raises
+    ------
+    ValueError
+        An unknown name; the message lists close matches and the valid words.
+    """
+    tokens = [t.strip() for s in select for t in s.split(",") if t.strip()] or ["sources"]
+    selection = dg.AssetSelection.assets()  # empty
+    for token in tokens:
+        upstream = token.startswith("+")
+        name = token.removeprefix("+").removeprefix(f"{GROUP}/")
+        if name == "all" and not upstream:
+            selection |= dg.AssetSelection.all()
+        elif name == "sources" and not upstream:
+            selection |= dg.AssetSelection.groups(GROUP)
+        elif name == "landing" and not upstream:
+            selection |= dg.AssetSelection.assets(LANDING_KEY)
+        elif name in SOURCE_TABLES:
+            one = dg.AssetSelection.assets(source_key(name))
+            selection |= (
+                (one.upstream() - dg.AssetSelection.assets(LANDING_KEY)) if upstream else one
+            )
+        else:
+            close = difflib.get_close_matches(name, [*KEYWORDS, *SOURCE_TABLES], n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(
+                f"unknown selection {token!r}.{hint} Use one of {', '.join(KEYWORDS)}, a "
+                f"table name (+TABLE adds its upstream tables): {', '.join(SOURCE_TABLES)}"
+            )
+    keys = selection.resolve(ALL_ASSETS)
+    order = [a.key for a in ALL_ASSETS]  # landing, then sources in dependency order
+    return [k for k in order if k in keys]
+
+
+@contextmanager
+def _instance() -> Iterator[tuple[dg.DagsterInstance, str]]:
+    if os.environ.get("DAGSTER_HOME"):
+        with dg.DagsterInstance.get() as instance:
+            yield instance, os.environ["DAGSTER_HOME"]
+    else:
+        with dg.DagsterInstance.ephemeral() as instance:
+            yield instance, "ephemeral"
+
+
+def _plain(metadata: dict[str, Any]) -> dict[str, Any]:
+    return {k: getattr(v, "value", v) for k, v in metadata.items()}
+
+
+def run(
+    config_path: Path | str,
+    select: Sequence[str] = ("sources",),
+    *,
+    data_root: Path | str | None = None,
+    log_level: str = "WARNING",
+) -> RunReport:
+    """Materialise the selected assets in this process and report each one.
+
+    Parameters
+    ----------
+    config_path
+        The evaluation config (``configs/*.yaml``).
+    select
+        ``--select`` values (see :func:`resolve_selection`).
+    data_root
+        Replaces the config's ``data.root`` (``impact demo --out``).
+    log_level
+        Level of Dagster's console log (stderr).
+    """
+    keys = resolve_selection(select)
+    resource = ImpactConfig(
+        path=str(config_path), data_root=str(data_root) if data_root is not None else None
+    )
+    t0 = time.perf_counter()
+    with _instance() as (instance, where):
+        result = dg.materialize(
+            ALL_ASSETS,
+            selection=keys,
+            resources={"impact_config": resource},
+            instance=instance,
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            tags={"impact/launched_by": "impact run"},
+        )
+        events = result.all_events
+        run_id = result.run_id
+        success = result.success
+    seconds = time.perf_counter() - t0
+
+    step_of = {"__".join(k.path): k for k in keys}
+    outcomes = {k: AssetOutcome(key=k.to_user_string(), status="not run") for k in keys}
+    for ev in events:
+        if ev.event_type_value == "ASSET_MATERIALIZATION" and ev.asset_key in outcomes:
+            o = outcomes[ev.asset_key]
+            o.status = "ok"
+            o.metadata = _plain(ev.event_specific_data.materialization.metadata)
+        elif ev.event_type_value == "ASSET_CHECK_EVALUATION":
+            data = ev.event_specific_data
+            if data.asset_key in outcomes:
+                o = outcomes[data.asset_key]
+                o.check_passed = data.passed
+                if not data.passed:
+                    o.metadata = o.metadata or _plain(data.metadata)
+                    o.message = data.description
+        elif ev.event_type_value == "STEP_FAILURE" and ev.step_key in step_of:
+            o = outcomes[step_of[ev.step_key]]
+            o.status = "failed"
+            failure = ev.step_failure_data
+            user = failure.user_failure_data
+            o.message = o.message or (
+                user.description if user and user.description else _root_cause(failure.error)
+            )
+            if user and user.metadata and not o.metadata:
+                o.metadata = _plain(user.metadata)
+    for k, o in outcomes.items():
+        if o.status == "ok" and o.check_passed is False:  # defensive: never expected
+            o.status = "failed"
+        if o.status == "not run":
+            deps = _upstream(k)
+            blocked = [
+                outcomes[d].name for d in deps if d in outcomes and outcomes[d].status != "ok"
+            ]
+            o.message = (
+                f"not run: upstream {', '.join(blocked)} did not materialise"
+                if blocked
+                else "not run"
+            )
+    return RunReport(
+        run_id=run_id,
+        success=success and all(o.status == "ok" for o in outcomes.values()),
+        outcomes=list(outcomes.values()),
+        seconds=seconds,
+        instance=where,
+    )
+
+
+def _root_cause(error: Any) -> str:
+    """The innermost error of a step failure (Dagster wraps user code errors)."""
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip()
+
+
+def _upstream(key: dg.AssetKey) -> list[dg.AssetKey]:
+    for a in ALL_ASSETS:
+        if key in a.keys:
+            return sorted(a.asset_deps[key], key=lambda k: k.to_user_string())
+    return []

@@ -1,0 +1,326 @@
+"""Evaluation configs (``configs/*.yaml``), validated before anything runs.
+
+One YAML file describes one evaluation: where its data live, how the synthetic
+default delivery is generated (synthetic runs only) and how deliveries are
+ingested (pseudonymisation key, switches). :func:`load_config` reads and
+validates a file; every error names the file and the field, e.g.::
+
+    configs/demo.yaml: invalid evaluation config
+      ingest.key.source: must be one of 'env', 'file', 'demo' (got 'vault')
+
+Paths
+-----
+Relative paths (``data.root``, ``ingest.key.path``) are relative to the
+working directory of the run, like the CLI's ``--out`` (run from the
+repository root, as ``dagster dev`` and ``impact`` are).
+
+Layout under ``data.root``::
+
+    landing/<delivery>/      extract files + manifest.json (complete deliveries)
+    truth/                   ground truth of a synthetic delivery (tests only)
+    sources/<table>/         clean, typed Parquet per register (ingest output)
+    quarantine/<table>.parquet  rejected rows with their reasons
+
+The key itself is never part of the config: it is named (environment variable
+or key file) and read only when a run needs it (:meth:`KeySpec.load`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
+
+if TYPE_CHECKING:  # heavy / optional imports stay out of `import impact.config`
+    from impact.ingest import IngestSettings
+    from impact.pseudonym import PseudonymKey
+    from impact.synth.config import SynthConfig
+
+DEFAULT_KEY_VARIABLE = "IMPACT_PSEUDONYM_KEY"
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the fields."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --------------------------------------------------------------------------- data
+
+
+class DataSection(_Section):
+    """Where the evaluation's data live."""
+
+    root: Path = Field(Path("data/demo"), description="Folder of this evaluation's data.")
+
+    @property
+    def landing(self) -> Path:
+        """Deliveries as they arrive: ``root/landing/<delivery>/`` with a manifest."""
+        return self.root / "landing"
+
+    @property
+    def truth(self) -> Path:
+        """Ground truth of a synthetic delivery (read only by tests and benchmarks)."""
+        return self.root / "truth"
+
+    @property
+    def sources(self) -> Path:
+        """Clean typed Parquet per register (``sources/<table>/``)."""
+        return self.root / "sources"
+
+    @property
+    def quarantine(self) -> Path:
+        """Rejected rows, one Parquet file per table."""
+        return self.root / "quarantine"
+
+
+# --------------------------------------------------------------------------- synth
+
+
+class SynthSection(_Section):
+    """Settings of the synthetic default delivery (see ``impact synth --help``).
+
+    Present only in configs that run on synthetic registers; the values are
+    checked by :class:`impact.synth.config.SynthConfig` when the file is loaded.
+    """
+
+    persons: int = 20_000
+    seed: int = 1
+    start: str = "2019-01"
+    end: str = "2028-06"
+    format: Literal["csv", "parquet"] = "csv"
+    inject_errors: bool = False
+
+    @model_validator(mode="after")
+    def _valid_for_the_generator(self) -> SynthSection:
+        try:
+            self.synth_config()
+        except ValidationError as exc:  # the generator's own rules (window, population size)
+            reasons = "; ".join(
+                ".".join(str(x) for x in e["loc"]).replace("fmt", "format")
+                + (": " if e["loc"] else "")
+                + str(e["msg"]).removeprefix("Value error, ")
+                for e in exc.errors()
+            )
+            raise ValueError(f"not accepted by the synthetic generator: {reasons}") from None
+        return self
+
+    def synth_config(self) -> SynthConfig:
+        """The generator's own config object."""
+        from impact.synth.config import SynthConfig
+
+        return SynthConfig(
+            persons=self.persons,
+            seed=self.seed,
+            start=self.start,
+            end=self.end,
+            fmt=self.format,
+            inject_errors=self.inject_errors,
+        )
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+class EnvKey(_Section):
+    """The pseudonymisation key is in an environment variable (the default for real data)."""
+
+    source: Literal["env"]
+    variable: str = Field(DEFAULT_KEY_VARIABLE, min_length=1)
+
+    def load(self) -> PseudonymKey:
+        from impact.pseudonym import PseudonymKey
+
+        return PseudonymKey.from_env(self.variable)
+
+    def describe(self) -> str:
+        return f"environment variable {self.variable}"
+
+
+class FileKey(_Section):
+    """The pseudonymisation key is in a file readable only by the pipeline's account."""
+
+    source: Literal["file"]
+    path: Path
+
+    def load(self) -> PseudonymKey:
+        from impact.pseudonym import PseudonymKey
+
+        return PseudonymKey.from_file(self.path)
+
+    def describe(self) -> str:
+        return f"key file {self.path}"
+
+
+class DemoKey(_Section):
+    """The fixed, PUBLIC demo key: synthetic data only.
+
+    Anyone can recompute its pseudonyms, so it protects nothing; a config that
+    uses it must also have a ``synth`` section (synthetic registers).
+    """
+
+    source: Literal["demo"]
+
+    def load(self) -> PseudonymKey:
+        from impact.pseudonym import PseudonymKey
+
+        return PseudonymKey.demo()
+
+    def describe(self) -> str:
+        return "the public demo key (NOT SECRET, synthetic data only)"
+
+
+KeySpec = Annotated[EnvKey | FileKey | DemoKey, Field(discriminator="source")]
+_KEY_SOURCES = ("env", "file", "demo")
+
+
+class IngestSection(_Section):
+    """How deliveries are validated and pseudonymised."""
+
+    key: KeySpec = Field(default_factory=lambda: EnvKey(source="env"))
+    already_pseudonymised: bool = Field(
+        False, description="Deliveries carry pseudonyms instead of raw personal codes."
+    )
+    verify_checksums: bool = Field(
+        True, description="Compare every file's SHA-256 with the delivery manifest."
+    )
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+class EvaluationConfig(_Section):
+    """One evaluation: ``configs/<name>.yaml``."""
+
+    data: DataSection = Field(default_factory=DataSection)
+    synth: SynthSection | None = Field(
+        None, description="Synthetic default delivery; absent for real register data."
+    )
+    ingest: IngestSection = Field(default_factory=IngestSection)
+
+    _source_file: Path | None = PrivateAttr(None)
+
+    @property
+    def source_file(self) -> Path | None:
+        """The YAML file this config was read from (``None`` if built in code)."""
+        return self._source_file
+
+    @model_validator(mode="after")
+    def _demo_key_only_for_synthetic_data(self) -> EvaluationConfig:
+        if isinstance(self.ingest.key, DemoKey) and self.synth is None:
+            raise ValueError(
+                "ingest.key: the demo key is public (not secret) and may only be used with "
+                "synthetic data (a `synth` section); use {source: env} or {source: file} "
+                "for real register data"
+            )
+        return self
+
+    @property
+    def is_synthetic(self) -> bool:
+        """The evaluation runs on the synthetic default delivery."""
+        return self.synth is not None
+
+    def with_data_root(self, root: Path | str) -> EvaluationConfig:
+        """A copy whose data live under ``root`` (e.g. ``impact demo --out``)."""
+        return self.model_copy(update={"data": DataSection(root=Path(root))})
+
+    def pseudonym_key(self) -> PseudonymKey:
+        """Read the pseudonymisation key (environment, file or demo).
+
+        Raises
+        ------
+        ConfigError
+            The variable is unset, the file missing, or the key unusable.
+        """
+        try:
+            return self.ingest.key.load()
+        except ConfigError:
+            raise
+        except Exception as exc:  # a missing variable/file; never contains the key itself
+            where = f"{self.source_file}: " if self.source_file else ""
+            raise ConfigError(
+                f"{where}ingest.key: cannot read the pseudonymisation key from "
+                f"{self.ingest.key.describe()}: {exc}"
+            ) from None
+
+    def ingest_settings(self, key: PseudonymKey | None = None) -> IngestSettings:
+        """Settings for :func:`impact.ingest.ingest_source` (output under ``data.root``)."""
+        from impact.ingest import IngestSettings
+
+        return IngestSettings(
+            out=self.data.root,
+            key=key if key is not None else self.pseudonym_key(),
+            already_pseudonymised=self.ingest.already_pseudonymised,
+            verify_checksums=self.ingest.verify_checksums,
+        )
+
+
+def _format_errors(exc: ValidationError) -> str:
+    lines = []
+    for e in exc.errors():
+        parts = list(e.get("loc", ()))
+        if parts[:2] == ["ingest", "key"] and len(parts) > 2 and parts[2] in _KEY_SOURCES:
+            del parts[2]  # the union member's tag, not a field the user wrote
+        loc = ".".join(str(x) for x in parts)
+        msg = str(e.get("msg", "")).removeprefix("Value error, ")
+        if e.get("type") == "union_tag_invalid":
+            ctx = e.get("ctx") or {}
+            msg = f"must be one of {ctx.get('expected_tags', '')} (got {ctx.get('tag', '?')!r})"
+            loc = f"{loc}.source" if not loc.endswith("source") else loc
+        elif e.get("type") == "union_tag_not_found":
+            msg = "needs `source:` (one of 'env', 'file', 'demo')"
+        elif e.get("type") == "extra_forbidden":
+            msg = "unknown field (not part of the config schema)"
+        lines.append(f"  {loc}: {msg}" if loc else f"  {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: object, source: Path | str = "<config>") -> EvaluationConfig:
+    """Validate an already parsed YAML document; errors name ``source`` and the fields."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source}: an evaluation config must be a YAML mapping of "
+            f"sections (data, synth, ingest), not a {type(data).__name__}"
+        )
+    try:
+        cfg = EvaluationConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: invalid evaluation config\n{_format_errors(exc)}") from None
+    cfg._source_file = Path(source)
+    return cfg
+
+
+def load_config(path: Path | str) -> EvaluationConfig:
+    """Read and validate ``configs/<name>.yaml``.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing, not YAML, or breaks the schema; the message names
+        the file and every offending field.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(data, path)
