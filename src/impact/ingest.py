@@ -160,7 +160,15 @@ def _identity(df: pl.DataFrame, contract: Contract, settings: IngestSettings
         distinct = df.select(v.unique().drop_nulls())
         if settings.already_pseudonymised and c.pseudonymise:
             bad = distinct.filter(~looks_pseudonymised_expr(v, c.pseudonymise))
-            flags[f"pseudonym:{c.name}"] = df.select(v.is_in(bad[c.name].implode())).to_series()
+            hit = df.select(v.is_in(bad[c.name].implode())).to_series()
+            flags[f"pseudonym:{c.name}"] = hit
+            if bad.height:
+                # a value that is not a pseudonym may be a raw code: hash it before
+                # it can reach the quarantine or any other output
+                hashed = pseudonymise_frame(bad.with_columns(v.alias("__h")),
+                                            {"__h": c.pseudonymise}, settings.key)
+                df = df.join(hashed, on=c.name, how="left", maintain_order="left").with_columns(
+                    pl.coalesce("__h", c.name).alias(c.name)).drop("__h")
             continue
         if c.personal_code:
             bad = distinct.filter(~personal_code.valid_expr(v))

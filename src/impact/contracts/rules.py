@@ -67,9 +67,10 @@ def flag(rule: str) -> str:
 
 def _parse(col: Column, raw: pl.Expr) -> pl.Expr:
     """Typed value of a column (null where it does not parse)."""
+    if col.type == "string":  # text is kept as delivered; a quoted "" is missing
+        text = raw.cast(pl.Utf8)
+        return pl.when(text != "").then(text)
     text = raw.cast(pl.Utf8).str.strip_chars()
-    if col.type == "string":
-        return text
     if col.type == "int":
         return text.cast(pl.Float64, strict=False).pipe(
             lambda x: pl.when(x == x.round(0)).then(x.cast(pl.Int64, strict=False)))
@@ -106,7 +107,8 @@ def parse_columns(df: pl.DataFrame, contract: Contract, file: str) -> tuple[pl.D
     exprs, flags = [], []
     for c in present:
         raw = pl.col(c.name)
-        empty = raw.is_null() | (raw.cast(pl.Utf8).str.strip_chars() == "")
+        # an empty field (null) or a quoted empty string counts as missing
+        empty = raw.is_null() | (raw.cast(pl.Utf8) == "")
         parsed = _parse(c, raw)
         exprs += [parsed.alias(c.name),
                   (~empty & parsed.is_null()).alias(flag(f"type:{c.name}"))]
@@ -140,8 +142,8 @@ def row_rules(contract: Contract, period: tuple[date, date],
     rules: list[tuple[str, pl.Expr]] = []
     for c in contract.columns:
         v = pl.col(c.name)
-        if not c.nullable:
-            rules.append((f"not_null:{c.name}", v.is_null()))
+        if not c.nullable:  # a value that did not parse is a type finding, not a null
+            rules.append((f"not_null:{c.name}", v.is_null() & ~pl.col(flag(f"type:{c.name}"))))
         if c.pattern and not c.pseudonymise:  # identifiers: checked before hashing
             rules.append((f"pattern:{c.name}", v.is_not_null() & ~v.str.contains(c.pattern)))
         if c.min is not None or c.max is not None:
