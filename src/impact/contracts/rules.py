@@ -190,14 +190,13 @@ def event_rules(df: pl.DataFrame, contract: Contract,
         ref = references[e.table].select(
             pl.col(e.ref_key).alias("__k"), pl.col(e.event_column).alias("__event")
         ).filter(pl.col("__event").is_not_null())  # only persons with the event matter
-        joined = df.select(ROW, FILE, pl.col(e.key).alias("__k"), pl.col(e.column).alias("__t"))
-        joined = joined.join(ref, on="__k", how="left")
+        joined = df.select(pl.col(e.key).alias("__k"), pl.col(e.column).alias("__t")).join(
+            ref, on="__k", how="left", maintain_order="left")
         bad = joined.select(
-            ROW, FILE,
             (pl.col("__event").is_not_null()
              & (pl.col("__t").dt.month_start() > pl.col("__event").dt.month_start()))
-            .fill_null(False).alias(flag(f"not_after_event:{e.name}")))
-        df = df.join(bad, on=[FILE, ROW], how="left")
+            .fill_null(False).alias(flag(f"not_after_event:{e.name}"))).to_series()
+        df = df.with_columns(bad)
         names.append(f"not_after_event:{e.name}")
     return df, names
 
