@@ -184,7 +184,8 @@ def _identity(df: pl.DataFrame, contract: Contract, settings: IngestSettings
     return df, flags
 
 
-def _values_json(frame: pl.DataFrame, contract: Contract) -> pl.Expr:
+def _values_json(contract: Contract) -> pl.Expr:
+    """The row's contract columns as a JSON object (identifiers already pseudonymised)."""
     return pl.struct([pl.col(c).cast(pl.Utf8) for c in contract.names]).struct.json_encode()
 
 
@@ -243,7 +244,7 @@ def _resolve(checked: pl.DataFrame, rules: list[str], contract: Contract
         pl.col(FILE).alias("source_file"),
         pl.col(ROW).alias("row_number"),
         pl.col("__rules").alias("rules"),
-        _values_json(q, contract).alias("values"),
+        _values_json(contract).alias("values"),
     )
     tally = (
         pl.DataFrame({FILE: pl.concat([good[FILE], quarantine["source_file"]]).unique()})

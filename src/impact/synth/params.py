@@ -10,7 +10,7 @@ employment rate near 70-75 % for ages 20-64 and registered unemployment near
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # --------------------------------------------------------------------------
 # Labour-market flows (stylised, monthly probabilities before covariate shifts)
@@ -252,12 +252,3 @@ EECR06_PAY_THRESHOLD = 0.05  # real daily wage up by more than 5 %
 EECR06_HORIZON = 6
 HORIZONS = (6, 12, 24)
 CPI_BASE_YEAR = 2024
-
-
-@dataclass(frozen=True)
-class Targets:
-    """Report figures the tests compare the generator with."""
-
-    profile: dict[str, float] = field(default_factory=lambda: dict(PROFILE_TARGETS))
-    trained_share: float = TRAINED_TOTAL / LATVIA_WORKING_AGE
-    account_share: float = ACCOUNTS_TOTAL / LATVIA_WORKING_AGE

@@ -39,8 +39,7 @@ def _codes(sim: Simulation, person: np.ndarray) -> pl.Series:
     return pl.Series("person_code", sim.pop.code[np.asarray(person, dtype=np.int64)], dtype=pl.Utf8)
 
 
-def _month_day(m0: np.datetime64, t: np.ndarray, rng: np.random.Generator, n_months: int
-               ) -> np.ndarray:
+def _month_day(m0: np.datetime64, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     t = np.asarray(t, dtype=np.int64)
     first = (m0 + t).astype("datetime64[D]")
     length = ((m0 + t + 1).astype("datetime64[D]") - first).astype(np.int64)
@@ -54,9 +53,9 @@ def population_table(sim: Simulation, rng: np.random.Generator) -> pl.DataFrame:
     M = sim.config.n_months
     died = pop.death_t < M
     emig = pop.emig_t < M
-    death = np.where(died, _month_day(m0, np.where(died, pop.death_t, 0), rng, M),
+    death = np.where(died, _month_day(m0, np.where(died, pop.death_t, 0), rng),
                      np.datetime64("NaT"))
-    emigr = np.where(emig, _month_day(m0, np.where(emig, pop.emig_t, 0), rng, M),
+    emigr = np.where(emig, _month_day(m0, np.where(emig, pop.emig_t, 0), rng),
                      np.datetime64("NaT"))
     return pl.DataFrame({
         "person_code": pop.code.astype(str),
@@ -75,7 +74,7 @@ def residence_table(sim: Simulation, rng: np.random.Generator) -> pl.DataFrame:
     start = np.datetime64(sim.config.start_date, "D")
     since = np.maximum(pop.birth, start - rng.integers(30, 20 * 365, pop.n))
     mover = pop.move_t >= 0
-    move_day = _month_day(m0, np.where(mover, pop.move_t, 0), rng, sim.config.n_months)
+    move_day = _month_day(m0, np.where(mover, pop.move_t, 0), rng)
     first = pl.DataFrame({
         "person_code": pop.code.astype(str),
         "municipality_code": codes[pop.mun0],
@@ -297,10 +296,10 @@ def stars_tables(sim: Simulation, rng: np.random.Generator) -> dict[str, pl.Data
     completed = a["completed"].to_numpy().astype(bool)
     n = ap.size
     started = kind == 0
-    start_day = _month_day(m0, at, rng, sim.config.n_months)
+    start_day = _month_day(m0, at, rng)
     submitted = start_day - rng.integers(3, 35, n)
     decided = submitted + rng.integers(1, 8, n)
-    ended = np.where(started, _month_day(m0, np.maximum(end_t, at), rng, sim.config.n_months),
+    ended = np.where(started, _month_day(m0, np.maximum(end_t, at), rng),
                      np.datetime64("NaT"))
     ended = np.where(started & (ended < start_day), start_day, ended).astype("datetime64[D]")
     cost = cat.cost[prog]
