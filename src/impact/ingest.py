@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -102,6 +103,9 @@ class IngestSettings:
         checks and nothing is re-hashed.
     verify_checksums
         Compare each file's SHA-256 with the manifest (blocking on mismatch).
+    parallel_groups
+        Year groups of a year-split table processed at the same time (threads);
+        each costs the memory of one year of the table.
     gx_sample
         Rows of each clean table re-validated with Great Expectations as an
         independent cross-check (0 switches it off); the report is written to
@@ -113,6 +117,7 @@ class IngestSettings:
     already_pseudonymised: bool = False
     verify_checksums: bool = True
     gx_sample: int = 100_000
+    parallel_groups: int = 2
 
 
 def _label(path: Path, entry: FileEntry) -> str:
@@ -313,8 +318,10 @@ def ingest_table(contract: Contract, files: list[tuple[Path, FileEntry, int]],
         if staging.exists():
             shutil.rmtree(staging)
         extra: set[str] = set()
-        quarantines, hits = [], {}
-        for group in _groups(contract, files):
+        groups = _groups(contract, files)
+
+        def one(i: int) -> tuple[list[FileReconciliation], pl.DataFrame, dict[str, int]]:
+            group = groups[i]
             raw = _load(contract, group, settings, extra)
             label = _label(*group[0][:2]) if len(group) == 1 else f"{len(group)} files"
             raw, pc_flags = _identity(raw, contract, settings)
@@ -322,22 +329,35 @@ def ingest_table(contract: Contract, files: list[tuple[Path, FileEntry, int]],
             del raw
             good, quarantine, tally = _resolve(checked.frame, checked.rules, contract)
             sums = checked.frame.select(pl.col(flag(r)).sum() for r in checked.rules).row(0)
-            for r, n in zip(checked.rules, sums, strict=True):
-                if n:
-                    hits[r] = hits.get(r, 0) + int(n)
+            hit = {r: int(n) for r, n in zip(checked.rules, sums, strict=True) if n}
             del checked
+            recs = []
             for path, entry, _ in group:
                 row = tally.filter(pl.col(FILE) == _label(path, entry))
                 counts = row.row(0, named=True) if row.height else {}
-                res.files.append(FileReconciliation(
+                recs.append(FileReconciliation(
                     table=contract.table, file=_label(path, entry), rows_in=entry.rows,
                     accepted=int(counts.get("accepted", 0)),
                     quarantined=int(counts.get("quarantined", 0)),
                     duplicates=int(counts.get("duplicates", 0)),
                     superseded=int(counts.get("superseded", 0))))
             _write_clean(contract, good.drop(ROW, DELIVERY).rename({FILE: "source_file"}),
-                         staging, part=len(quarantines))
+                         staging, part=i)
+            return recs, quarantine, hit
+
+        workers = max(1, min(settings.parallel_groups, len(groups)))
+        if workers == 1:
+            outcomes = [one(i) for i in range(len(groups))]
+        else:
+            # polars releases the GIL: year groups overlap their I/O and single-threaded parts
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                outcomes = list(pool.map(one, range(len(groups))))
+        quarantines, hits = [], {}
+        for recs, quarantine, hit in outcomes:
+            res.files.extend(recs)
             quarantines.append(quarantine)
+            for r, n in hit.items():
+                hits[r] = hits.get(r, 0) + n
         res.extra_columns = sorted(extra)
         res.rules_hit = hits
         unbalanced = [f.file for f in res.files if not f.balanced]
