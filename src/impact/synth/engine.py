@@ -318,6 +318,10 @@ def step(st: LabourState, cov: Covariates, eff: Effects, ctx: Context, occs: Occ
         st.firm2[s2] = emps.draw(emps.section[np.maximum(st.firm[s2], 0)], cov.region[s2],
                                  np.zeros(s2.size), u["job2"][s2] / F.second_job_start)
 
+    # an employer files one report per employee and month: a second job is never at
+    # the main employer (it ends if the main job moves there)
+    st.firm2 = np.where(st.firm2 == st.firm, -1, st.firm2)
+
     # --- earnings ---------------------------------------------------------------
     st.eps = P.AR_RHO * st.eps + P.AR_SD * z["ar"]
     reported = (new == E) | leavers
