@@ -1,6 +1,6 @@
 """Reference tables for the synthetic generator and the research panel.
 
-Small, versioned tables shipped with the package (``impact/reference/data/*.csv``) and
+Small, versioned tables shipped with the package (``impact/reference/tables_csv/*.csv``) and
 loaded as polars DataFrames with explicit dtypes:
 
 * geography: :func:`municipalities` (43 local governments after the 2021 reform),

@@ -1,4 +1,4 @@
-"""Reading the packaged reference CSVs (``impact/reference/data``) with explicit dtypes."""
+"""Reading the packaged reference CSVs (``impact/reference/tables_csv``) with explicit dtypes."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ LAST_YEAR = 2030
 
 @cache
 def _read_cached(name: str, schema_items: tuple[tuple[str, pl.DataType], ...]) -> pl.DataFrame:
-    raw = files("impact.reference").joinpath("data", name).read_bytes()
+    raw = files("impact.reference").joinpath("tables_csv", name).read_bytes()
     schema = pl.Schema(dict(schema_items))
     header = raw.split(b"\n", 1)[0].decode("utf-8").strip().split(",")
     if header != schema.names():
