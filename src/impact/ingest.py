@@ -430,6 +430,30 @@ def _write_clean(contract: Contract, clean: pl.DataFrame, folder: Path, part: in
         _atomic_parquet(clean, folder / f"part-{part}.parquet")
 
 
+@dataclass(frozen=True)
+class _Deliveries:
+    """The manifests of the deliveries being ingested, oldest first."""
+
+    folders: list[Path]
+    manifests: list[DeliveryManifest]
+
+    @classmethod
+    def read(cls, folders: list[Path]) -> _Deliveries:
+        return cls(list(folders), [DeliveryManifest.read(d) for d in folders])
+
+    @property
+    def period(self) -> tuple[date, date]:
+        """First and last month (first days) covered by any delivery."""
+        return (date.fromisoformat(min(m.period_start for m in self.manifests) + "-01"),
+                date.fromisoformat(max(m.period_end for m in self.manifests) + "-01"))
+
+    def files(self, table: str) -> list[tuple[Path, FileEntry, int]]:
+        """(path, manifest entry, delivery sequence) of every file of ``table``."""
+        return [(d / f.path, f, seq)
+                for seq, (d, m) in enumerate(zip(self.folders, self.manifests, strict=True))
+                for f in m.files if f.table == table]
+
+
 def ingest(deliveries: list[Path], settings: IngestSettings,
            tables: list[str] | None = None, contracts: dict[str, Contract] | None = None
            ) -> dict[str, TableResult]:
@@ -439,10 +463,8 @@ def ingest(deliveries: list[Path], settings: IngestSettings,
     others, except tables whose rules need it (they fail with that reason).
     """
     contracts = contracts or load_contracts()
-    manifests = [DeliveryManifest.read(d) for d in deliveries]
-    starts = [m.period_start for m in manifests]
-    ends = [m.period_end for m in manifests]
-    period = (date.fromisoformat(min(starts) + "-01"), date.fromisoformat(max(ends) + "-01"))
+    batch = _Deliveries.read(deliveries)
+    period = batch.period
     needed = set(tables or contracts)
     frontier = list(needed)
     while frontier:  # every table a wanted table's rules rely on, transitively
@@ -455,10 +477,7 @@ def ingest(deliveries: list[Path], settings: IngestSettings,
     results: dict[str, TableResult] = {}
     for name in order:
         contract = contracts[name]
-        files = [(d / f.path, f, seq) for seq, (d, m) in enumerate(zip(deliveries, manifests,
-                                                                       strict=True))
-                 for f in m.files if f.table == name]
-        res, clean = ingest_table(contract, files, period, references, settings)
+        res, clean = ingest_table(contract, batch.files(name), period, references, settings)
         results[name] = res
         keep = _reference_columns(name, contracts)
         if clean is not None and keep:
@@ -509,14 +528,9 @@ def ingest_source(table: str, deliveries: list[Path], settings: IngestSettings,
     """
     contracts = contracts or load_contracts()
     contract = contracts[table]
-    manifests = [DeliveryManifest.read(d) for d in deliveries]
-    period = (date.fromisoformat(min(m.period_start for m in manifests) + "-01"),
-              date.fromisoformat(max(m.period_end for m in manifests) + "-01"))
-    files = [(d / f.path, f, seq) for seq, (d, m) in enumerate(zip(deliveries, manifests,
-                                                                   strict=True))
-             for f in m.files if f.table == table]
-    res, _ = ingest_table(contract, files, period, load_references(contract, settings.out,
-                                                                   contracts), settings)
+    batch = _Deliveries.read(deliveries)
+    res, _ = ingest_table(contract, batch.files(table), batch.period,
+                          load_references(contract, settings.out, contracts), settings)
     return res
 
 
