@@ -14,7 +14,7 @@ import pytest
 
 from impact.contracts.model import load_contracts
 from impact.ingest import IngestSettings, deliveries_in, ingest
-from impact.manifest import DeliveryManifest, sha256_file
+from impact.manifest import DeliveryManifest
 from impact.pseudonym import PseudonymKey, pseudonymise, pseudonymise_frame
 from impact.synth import SynthConfig, generate
 
@@ -37,11 +37,7 @@ def _plant(base: Path, tmp: Path, file: str, change) -> Path:
     df = pl.read_csv(base / file, infer_schema=False)
     df = change(df)
     df.write_csv(dst / file)
-    m = DeliveryManifest.read(base)
-    files = [f.model_copy(update={"rows": df.height, "bytes": (dst / file).stat().st_size,
-                                  "sha256": sha256_file(dst / file)}) if f.path == file else f
-             for f in m.files]
-    m.model_copy(update={"files": files}).write(dst)
+    DeliveryManifest.read(base).refreshed(dst, [file]).write(dst)
     return dst
 
 
@@ -117,16 +113,13 @@ def test_already_pseudonymised_delivery_is_accepted(base, tmp_path) -> None:
     dst = tmp_path / "landing" / base.name
     dst.mkdir(parents=True)
     m = DeliveryManifest.read(base)
-    files = []
     for f in m.files:
         df = pl.read_csv(base / f.path, infer_schema=False)
         cols = {c.name: c.pseudonymise for c in contracts[f.table].columns if c.pseudonymise}
         if cols:
             df = pseudonymise_frame(df, cols, KEY)
         df.write_csv(dst / f.path)
-        files.append(f.model_copy(update={"sha256": sha256_file(dst / f.path),
-                                          "bytes": (dst / f.path).stat().st_size}))
-    m.model_copy(update={"files": files}).write(dst)
+    m.refreshed(dst, [f.path for f in m.files]).write(dst)
     out = tmp_path / "out"
     res = ingest([dst], IngestSettings(out=out, key=KEY, already_pseudonymised=True,
                                        gx_sample=0))
@@ -146,10 +139,7 @@ def test_already_pseudonymised_delivery_is_accepted(base, tmp_path) -> None:
     p = p.with_columns(pl.when(pl.int_range(0, pl.len()) == 0).then(pl.lit(raw["person_code"][0]))
                        .otherwise(pl.col("person_code")).alias("person_code"))
     p.write_csv(bad / "pmlp_persons.csv")
-    mb = DeliveryManifest.read(bad)
-    mb.model_copy(update={"files": [f.model_copy(update={
-        "sha256": sha256_file(bad / f.path), "bytes": (bad / f.path).stat().st_size})
-        for f in mb.files]}).write(bad)
+    DeliveryManifest.read(bad).refreshed(bad, ["pmlp_persons.csv"]).write(bad)
     res_b = ingest(deliveries_in(bad.parent), IngestSettings(
         out=tmp_path / "outb", key=KEY, already_pseudonymised=True, gx_sample=0),
         tables=["pmlp_persons"])["pmlp_persons"]

@@ -11,7 +11,7 @@ import pytest
 
 from impact.contracts.model import load_contracts
 from impact.ingest import IngestSettings, deliveries_in, ingest
-from impact.manifest import DeliveryManifest, sha256_file
+from impact.manifest import DeliveryManifest
 from impact.pseudonym import PseudonymKey, pseudonymise
 from impact.synth import SynthConfig, generate
 
@@ -171,23 +171,8 @@ def _copy_delivery(root: Path, tmp: Path) -> Path:
 
 def _rewrite(delivery: Path, name: str, df: pl.DataFrame) -> None:
     """Replace a file and update its manifest entry (rows, bytes, checksum)."""
-    path = delivery / name
-    df.write_csv(path)
-    m = DeliveryManifest.read(delivery)
-    files = [
-        f.model_copy(
-            update={
-                "rows": df.height,
-                "bytes": path.stat().st_size,
-                "sha256": sha256_file(path),
-                "columns": df.columns,
-            }
-        )
-        if f.path == name
-        else f
-        for f in m.files
-    ]
-    m.model_copy(update={"files": files}).write(delivery)
+    df.write_csv(delivery / name)
+    DeliveryManifest.read(delivery).refreshed(delivery, [name], df.columns).write(delivery)
 
 
 def test_missing_column_fails_the_table_and_spares_independent_ones(clean_run, tmp_path) -> None:
@@ -250,14 +235,9 @@ def test_a_later_delivery_supersedes_an_earlier_one(clean_run, tmp_path) -> None
     fix.write_csv(second / "vid_monthly_reports_2024.csv")
     m = DeliveryManifest.read(first)
     entry = next(f for f in m.files if f.path == "vid_monthly_reports_2024.csv")
-    entry = entry.model_copy(
-        update={
-            "rows": fix.height,
-            "sha256": sha256_file(second / "vid_monthly_reports_2024.csv"),
-            "bytes": (second / "vid_monthly_reports_2024.csv").stat().st_size,
-        }
-    )
-    m.model_copy(update={"delivery_id": "2028-07", "files": [entry]}).write(second)
+    m.model_copy(update={"delivery_id": "2028-07", "files": [entry]}).refreshed(
+        second, [entry.path]
+    ).write(second)
     out = tmp_path / "out"
     results = ingest(
         deliveries_in(tmp_path / "landing"),

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from impact.contracts.model import load_contracts
-from impact.manifest import DeliveryManifest, sha256_file
+from impact.manifest import DeliveryManifest
 from impact.synth import SynthConfig, generate
 from pipelines.assets.sources import CHECK_NAME, SOURCE_ASSETS, source_key
 from pipelines.definitions import defs
@@ -50,23 +50,9 @@ def _write_config(path: Path, root: Path) -> Path:
 
 def _drop_column(delivery: Path, file: str, column: str) -> None:
     """Delete a column from one CSV and keep the manifest consistent with the new file."""
-    path = delivery / file
-    df = pl.read_csv(path, infer_schema=False).drop(column)
-    df.write_csv(path)
-    manifest = DeliveryManifest.read(delivery)
-    files = [
-        f.model_copy(
-            update={
-                "sha256": sha256_file(path),
-                "bytes": path.stat().st_size,
-                "columns": df.columns,
-            }
-        )
-        if f.path == file
-        else f
-        for f in manifest.files
-    ]
-    manifest.model_copy(update={"files": files}).write(delivery)
+    df = pl.read_csv(delivery / file, infer_schema=False).drop(column)
+    df.write_csv(delivery / file)
+    DeliveryManifest.read(delivery).refreshed(delivery, [file], df.columns).write(delivery)
 
 
 @pytest.fixture(scope="module")

@@ -61,6 +61,31 @@ class DeliveryManifest(BaseModel):
         tmp.replace(path)
         return path
 
+    def refreshed(self, folder: Path, names: list[str], columns: list[str] | None = None
+                  ) -> DeliveryManifest:
+        """A copy whose entries for ``names`` describe the files now on disk.
+
+        Row counts are taken from the files (CSV: lines after the header;
+        Parquet: metadata), bytes and SHA-256 recomputed; ``columns`` replaces
+        the column list when given. For a delivery corrected by its producer.
+        """
+        import polars as pl
+
+        def current(f: FileEntry) -> FileEntry:
+            path = folder / f.path
+            if f.format == "csv":
+                rows = pl.scan_csv(path, infer_schema=False).select(pl.len()).collect().item()
+            else:
+                rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+            update: dict[str, object] = {"rows": rows, "bytes": path.stat().st_size,
+                                         "sha256": sha256_file(path)}
+            if columns is not None:
+                update["columns"] = columns
+            return f.model_copy(update=update)
+
+        return self.model_copy(update={"files": [current(f) if f.path in names else f
+                                                 for f in self.files]})
+
     @classmethod
     def read(cls, folder: Path) -> DeliveryManifest:
         """Read and validate ``folder/manifest.json``."""
