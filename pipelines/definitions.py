@@ -8,6 +8,7 @@ Modules:
     pipelines/assets/landing.py    landing: the deliveries (synthetic ones are generated)
     pipelines/assets/sources.py    sources/<table>: one asset + blocking contract check per
                                    schemas/<table>.yaml
+    pipelines/assets/research.py   panel, episodes, treatment, near_participants
     pipelines/run.py               in-process runs for `impact run` / `impact demo`
 
 The config is ``$IMPACT_CONFIG`` if set, else ``configs/demo.yaml`` (relative to the working
@@ -17,12 +18,15 @@ directory, the repository root); it can also be changed per run in the launchpad
 import dagster as dg
 
 from pipelines.assets.landing import LANDING_KEY, landing
+from pipelines.assets.research import GROUP as RESEARCH_GROUP
+from pipelines.assets.research import RESEARCH_ASSETS
 from pipelines.assets.sources import GROUP as SOURCES_GROUP
 from pipelines.assets.sources import SOURCE_ASSETS
 from pipelines.resources import impact_config_from_env
 
 LANDING = dg.AssetSelection.assets(LANDING_KEY)
 SOURCES = dg.AssetSelection.groups(SOURCES_GROUP)
+RESEARCH = dg.AssetSelection.groups(RESEARCH_GROUP)
 
 synth_job = dg.define_asset_job(
     name="synth_job",
@@ -45,8 +49,15 @@ ingest_job = dg.define_asset_job(
     "on it.",
 )
 
+research_job = dg.define_asset_job(
+    name="research_job",
+    selection=RESEARCH,
+    executor_def=dg.in_process_executor,
+    description="The person-month panel and the ILA episode tables from the clean sources.",
+)
+
 defs = dg.Definitions(
-    assets=[landing, *SOURCE_ASSETS],
-    jobs=[synth_job, ingest_job],
+    assets=[landing, *SOURCE_ASSETS, *RESEARCH_ASSETS],
+    jobs=[synth_job, ingest_job, research_job],
     resources={"impact_config": impact_config_from_env()},
 )

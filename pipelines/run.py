@@ -20,12 +20,14 @@ from typing import Any, Literal
 import dagster as dg
 
 from pipelines.assets.landing import LANDING_KEY, landing
+from pipelines.assets.research import GROUP as RESEARCH_GROUP
+from pipelines.assets.research import RESEARCH_ASSETS
 from pipelines.assets.sources import GROUP, SOURCE_ASSETS, SOURCE_TABLES, source_key
 from pipelines.resources import ImpactConfig
 
-ALL_ASSETS: list[dg.AssetsDefinition] = [landing, *SOURCE_ASSETS]
+ALL_ASSETS: list[dg.AssetsDefinition] = [landing, *SOURCE_ASSETS, *RESEARCH_ASSETS]
 #: Words --select understands besides table names.
-KEYWORDS = ("all", "sources", "landing")
+KEYWORDS = ("all", "sources", "landing", "research")
 
 Status = Literal["ok", "failed", "not run"]
 
@@ -64,7 +66,8 @@ class RunReport:
 def resolve_selection(select: Sequence[str]) -> list[dg.AssetKey]:
     """Asset keys for ``--select`` values (comma-separated or repeated).
 
-    ``all`` (landing + every source), ``sources`` (every source table), ``landing``, a table
+    ``all`` (every asset), ``sources`` (every source table), ``research`` (the panel and the
+    episode tables; the sources must have been ingested before), ``landing``, a table
     name (``employers`` or ``sources/employers``: that table only; the source tables it
     depends on must have been ingested before), ``+TABLE`` (the table and the source tables
     it depends on, transitively; not the landing).
@@ -85,6 +88,8 @@ def resolve_selection(select: Sequence[str]) -> list[dg.AssetKey]:
             selection |= dg.AssetSelection.groups(GROUP)
         elif name == "landing" and not upstream:
             selection |= dg.AssetSelection.assets(LANDING_KEY)
+        elif name == "research" and not upstream:
+            selection |= dg.AssetSelection.groups(RESEARCH_GROUP)
         elif name in SOURCE_TABLES:
             one = dg.AssetSelection.assets(source_key(name))
             selection |= (
@@ -98,7 +103,8 @@ def resolve_selection(select: Sequence[str]) -> list[dg.AssetKey]:
                 f"table name (+TABLE adds its upstream tables): {', '.join(SOURCE_TABLES)}"
             )
     keys = selection.resolve(ALL_ASSETS)
-    order = [a.key for a in ALL_ASSETS]  # landing, then sources in dependency order
+    order = [k for a in ALL_ASSETS for k in a.keys]  # landing, sources (dependency order),
+    # research
     return [k for k in order if k in keys]
 
 
@@ -156,7 +162,12 @@ def run(
         success = result.success
     seconds = time.perf_counter() - t0
 
-    step_of = {"__".join(k.path): k for k in keys}
+    # step key (the op's name) -> the selected assets it materialises
+    step_of: dict[str, list[dg.AssetKey]] = {}
+    for a in ALL_ASSETS:
+        for k in a.keys:
+            if k in keys:
+                step_of.setdefault(a.op.name, []).append(k)
     outcomes = {k: AssetOutcome(key=k.to_user_string(), status="not run") for k in keys}
     for ev in events:
         if ev.event_type_value == "ASSET_MATERIALIZATION" and ev.asset_key in outcomes:
@@ -172,15 +183,16 @@ def run(
                     o.metadata = o.metadata or _plain(data.metadata)
                     o.message = data.description
         elif ev.event_type_value == "STEP_FAILURE" and ev.step_key in step_of:
-            o = outcomes[step_of[ev.step_key]]
-            o.status = "failed"
-            failure = ev.step_failure_data
-            user = failure.user_failure_data
-            o.message = o.message or (
-                user.description if user and user.description else _root_cause(failure.error)
-            )
-            if user and user.metadata and not o.metadata:
-                o.metadata = _plain(user.metadata)
+            for key in step_of[ev.step_key]:
+                o = outcomes[key]
+                o.status = "failed"
+                failure = ev.step_failure_data
+                user = failure.user_failure_data
+                o.message = o.message or (
+                    user.description if user and user.description else _root_cause(failure.error)
+                )
+                if user and user.metadata and not o.metadata:
+                    o.metadata = _plain(user.metadata)
     for k, o in outcomes.items():
         if o.status == "ok" and o.check_passed is False:  # defensive: never expected
             o.status = "failed"

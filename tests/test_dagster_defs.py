@@ -53,8 +53,14 @@ def test_defs_load_with_landing_sources_jobs_and_resource():
     repo = defs.get_repository_def()
     keys = {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()}
     sources = {f"sources/{t}" for t in load_contracts()}
-    assert keys == {"landing", *sources}
+    research = {"panel", "episodes", "treatment", "near_participants"}
+    assert keys == {"landing", *sources, *research}
     assert repo.asset_graph.get(dg.AssetKey("landing")).group_name == "landing"
+    assert {repo.asset_graph.get(dg.AssetKey(k)).group_name for k in research} == {"research"}
+    # the panel depends on the sources it reads; its columns carry the data dictionary
+    panel = repo.asset_graph.get(dg.AssetKey("panel"))
+    assert {p.to_user_string() for p in panel.parent_keys} <= sources
+    assert "sources/vid_monthly_reports" in {p.to_user_string() for p in panel.parent_keys}
 
     def job_keys(name):
         job = defs.resolve_job_def(name)
@@ -62,6 +68,7 @@ def test_defs_load_with_landing_sources_jobs_and_resource():
 
     assert job_keys("synth_job") == {"landing"}
     assert job_keys("ingest_job") == {"landing", *sources}
+    assert job_keys("research_job") == research
     assert "impact_config" in repo.get_top_level_resources()
 
 

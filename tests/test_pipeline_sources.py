@@ -356,7 +356,7 @@ def test_impact_run_rejects_a_bad_config_before_running(tmp_path):
 
 
 def test_impact_demo_generates_then_ingests(tmp_path):
-    """The README's main command (small population): synthetic delivery, then every source."""
+    """The README's main command (small population): delivery, every source, the panel."""
     out = tmp_path / "demo"
     args = [
         sys.executable,
@@ -373,6 +373,16 @@ def test_impact_demo_generates_then_ingests(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "impact demo: synthetic registers" in proc.stdout
-    assert f"{len(TABLES)} ok, 0 failed, 0 not run" in proc.stdout
+    assert f"{len(TABLES) + 4} ok, 0 failed, 0 not run" in proc.stdout
     for table in TABLES:
         assert any((out / "sources" / table).rglob("*.parquet")), table
+    assert len(list((out / "panel").glob("year=*/part-0.parquet"))) == 10  # 2019..2028
+    for table in ("episodes", "treatment", "near_participants"):
+        assert (out / "research" / f"{table}.parquet").is_file(), table
+    # and researchers can query it
+    q = subprocess.run(
+        [sys.executable, "-m", "impact.cli", "query", "--root", str(out),
+         "SELECT count(DISTINCT person_code) AS persons FROM panel"],
+        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+    assert q.returncode == 0, q.stderr
+    assert f"{PERSONS}" in q.stdout

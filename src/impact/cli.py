@@ -207,8 +207,9 @@ def demo(persons: int, seed: int, out: Path, verbose: bool) -> None:
         inject_errors=False,
     )
     click.echo("")
-    click.echo(f"impact demo: ingest -> {Path(out) / 'sources'}")
-    code = _run_pipeline(DEMO_CONFIG, ("sources",), data_root=Path(out), verbose=verbose)
+    click.echo(f"impact demo: ingest -> {Path(out) / 'sources'}, panel -> {Path(out) / 'panel'}")
+    code = _run_pipeline(DEMO_CONFIG, ("sources", "research"), data_root=Path(out),
+                         verbose=verbose)
     if code:
         sys.exit(code)
 
@@ -233,7 +234,8 @@ def demo(persons: int, seed: int, out: Path, verbose: bool) -> None:
     show_default=True,
     metavar="SELECTION",
     help="What to materialise (repeat or comma-separate): 'sources' (every source table), "
-    "'landing' (synthetic configs: generate the delivery), 'all' (landing + sources), a table "
+    "'research' (the person-month panel and the ILA episode tables, from ingested sources), "
+    "'landing' (synthetic configs: generate the delivery), 'all' (everything), a table "
     "name (that table only: its upstream tables must be ingested already) or +TABLE (the "
     "table and its upstream tables).",
 )
@@ -360,7 +362,7 @@ def format_run_summary(report: Any) -> str:
     for o in report.outcomes:
         md = o.metadata
         status = {"ok": "ok", "failed": "FAILED", "not run": "NOT RUN"}[o.status]
-        if o.key == "landing":
+        if not o.key.startswith("sources/"):  # landing, research tables: rows written
             counts = [md.get("dagster/row_count"), None, None, None, None, md.get("seconds")]
         else:
             counts = [
@@ -407,6 +409,79 @@ def format_run_summary(report: Any) -> str:
     ]
     return "\n".join(out)
 
+
+
+# --------------------------------------------------------------------------- query
+
+
+@impact.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("sql")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=lambda: os.environ.get("IMPACT_CONFIG") or DEFAULT_CONFIG,
+    show_default="$IMPACT_CONFIG, else configs/demo.yaml",
+    help="Evaluation config whose data.root holds the tables.",
+)
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Data root to query instead of the config's data.root.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the whole result to this .csv or .parquet file.",
+)
+@click.option(
+    "--max-rows",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Rows printed to the terminal.",
+)
+def query(sql: str, config_path: Path, root: Path | None, output: Path | None,
+          max_rows: int) -> None:
+    """Run SQL over the research panel, episode tables and clean sources (DuckDB).
+
+    Views: panel, episodes, treatment, near_participants, and src_<table> for every clean
+    source table. Prints the result (or writes it with --output). Columns are documented in
+    docs/data_dictionary.md.
+
+    \b
+    Examples:
+      impact query "SELECT count(*) FROM panel"
+      impact query "SELECT region_code, month, avg(daily_wage_real) AS wage
+                    FROM panel WHERE ila_first_start IS NOT NULL GROUP BY ALL ORDER BY ALL"
+                   --output wages.csv
+    """
+    import polars as pl
+
+    from impact import query as q
+    from impact.config import ConfigError, load_config
+
+    if root is None:
+        try:
+            root = load_config(config_path).data.root
+        except ConfigError as exc:
+            raise _RunError(str(exc)) from None
+    try:
+        df = q.run(sql, root)
+        if output is not None:
+            q.write(df, output)
+    except q.QueryError as exc:
+        raise _RunError(str(exc), EXIT_FAILED) from None
+    if output is not None:
+        click.echo(f"{df.height:,} rows x {df.width} columns -> {output}")
+        return
+    with pl.Config(tbl_rows=max_rows, tbl_cols=-1, tbl_width_chars=160,
+                   fmt_str_lengths=40, tbl_hide_dataframe_shape=True):
+        click.echo(str(df))
+    click.echo(f"{df.height:,} rows")
 
 def _run_synth(
     *,

@@ -20,6 +20,8 @@ Layout under ``data.root``::
     truth/                   ground truth of a synthetic delivery (tests only)
     sources/<table>/         clean, typed Parquet per register (ingest output)
     quarantine/<table>.parquet  rejected rows with their reasons
+    panel/year=YYYY/         the person-month research panel
+    research/<table>.parquet episodes, treatment, near_participants
 
 The key itself is never part of the config: it is named (environment variable
 or key file) and read only when a run needs it (:meth:`KeySpec.load`).
@@ -83,6 +85,16 @@ class DataSection(_Section):
     def quarantine(self) -> Path:
         """Rejected rows, one Parquet file per table."""
         return self.root / "quarantine"
+
+    @property
+    def panel(self) -> Path:
+        """The person-month panel, ``panel/year=YYYY/part-0.parquet``."""
+        return self.root / "panel"
+
+    @property
+    def research(self) -> Path:
+        """Episode tables: ``episodes``, ``treatment``, ``near_participants`` (Parquet)."""
+        return self.root / "research"
 
 
 # --------------------------------------------------------------------------- synth
@@ -197,6 +209,17 @@ class IngestSection(_Section):
     )
 
 
+# --------------------------------------------------------------------------- panel
+
+
+class PanelSection(_Section):
+    """How the person-month panel is built."""
+
+    cpi_base_year: int = Field(
+        2024, ge=1996, le=2100,
+        description="Real amounts are in the average consumer prices of this year.")
+
+
 # --------------------------------------------------------------------------- evaluation
 
 
@@ -208,6 +231,7 @@ class EvaluationConfig(_Section):
         None, description="Synthetic default delivery; absent for real register data."
     )
     ingest: IngestSection = Field(default_factory=IngestSection)
+    panel: PanelSection = Field(default_factory=PanelSection)
 
     _source_file: Path | None = PrivateAttr(None)
 

@@ -1,0 +1,85 @@
+"""Turn dated events into monthly states on a person-month grid.
+
+Register facts arrive as dated events (a residence declared, a child born, a grant
+allocated, a course started). The panel needs their state in every month. Two shapes
+cover everything:
+
+* :func:`cumulate` -- additive states (counts, balances): each event adds a delta in its
+  month; the state is the running sum over months.
+* :func:`carry_forward` -- the latest value (municipality, education level): an event sets
+  the value from its month on.
+
+Both work on one slice of months (e.g. one year) at a time: events before the slice are
+folded into its first month, so a year is built without the years before it. Events after
+the slice are ignored.
+
+Assumptions
+-----------
+* The grid has columns ``person_code`` and ``month`` (first day of the month) and holds
+  every month of the slice for which a person is in the panel; states are computed along
+  ``month`` within a person.
+* Event frames have ``person_code``, ``month`` (first day of the month in which the event
+  takes effect) and the value columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+import polars as pl
+
+
+def _clip(events: pl.LazyFrame, first: date, last: date) -> pl.LazyFrame:
+    """Fold events before ``first`` into ``first``; drop events after ``last``."""
+    return events.filter(pl.col("month") <= last).with_columns(
+        pl.max_horizontal(pl.col("month"), pl.lit(first)).alias("month"))
+
+
+def cumulate(grid: pl.LazyFrame, events: pl.LazyFrame, columns: Sequence[str], first: date,
+             last: date) -> pl.LazyFrame:
+    """Add running sums of the event deltas ``columns`` to ``grid``.
+
+    Parameters
+    ----------
+    grid
+        Person-months of the slice ``first``..``last``.
+    events
+        ``person_code``, ``month`` and the delta columns; several events per person-month
+        are summed.
+    columns
+        Delta columns; the result holds their running sums under the same names (zero
+        before the first event).
+    first, last
+        The slice's first and last month.
+    """
+    deltas = _clip(events, first, last).group_by("person_code", "month").agg(
+        pl.col(c).sum() for c in columns)
+    return grid.join(deltas, on=["person_code", "month"], how="left").with_columns(
+        pl.col(c).fill_null(0).cum_sum().over("person_code", order_by="month")
+        for c in columns)
+
+
+def carry_forward(grid: pl.LazyFrame, events: pl.LazyFrame, columns: Sequence[str],
+                  order: str, first: date, last: date) -> pl.LazyFrame:
+    """Add the latest event values of ``columns`` to ``grid``.
+
+    Parameters
+    ----------
+    grid
+        Person-months of the slice ``first``..``last``.
+    events
+        ``person_code``, ``month``, ``order`` (e.g. the event date) and the value columns;
+        of several events in one person-month the one with the greatest ``order`` wins.
+    columns
+        Value columns; null before the person's first event.
+    order
+        Column that orders events within a month (ties keep the later row).
+    first, last
+        The slice's first and last month.
+    """
+    latest = (_clip(events, first, last)
+              .group_by("person_code", "month")
+              .agg(pl.col(c).sort_by(order, maintain_order=True).last() for c in columns))
+    return grid.join(latest, on=["person_code", "month"], how="left").with_columns(
+        pl.col(c).forward_fill().over("person_code", order_by="month") for c in columns)
