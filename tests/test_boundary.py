@@ -23,6 +23,13 @@ LIBRARY_MODULES = [
     "impact.personal_code",
     "impact.reference",
     "impact.synth",
+    "impact.ingest",
+    "impact.panel",
+    "impact.episodes",
+    "impact.query",
+    "impact.twins",
+    "impact.twins.riskset",
+    "impact.balance",
 ]
 
 

@@ -34,7 +34,8 @@ def persons_frame(persons: pl.LazyFrame) -> pl.DataFrame:
                                    pl.col("emigration_date").dt.month_start())
     return persons.select(
         "person_code", "sex", "birth_date", exit_month.alias("exit_month_start"),
-    ).collect()
+    ).sort("person_code").with_row_index("pid").with_columns(
+        pl.col("pid").cast(pl.Int32)).collect()
 
 
 def person_months(persons: pl.DataFrame, first: date, last: date) -> pl.LazyFrame:
@@ -50,7 +51,8 @@ def person_months(persons: pl.DataFrame, first: date, last: date) -> pl.LazyFram
     Returns
     -------
     polars.LazyFrame
-        ``person_code``, ``month``, ``sex``, ``age`` (completed years on the first day of
+        ``person_code``, ``pid`` (dense int32 index of the person in pseudonym order),
+        ``month``, ``sex``, ``age`` (completed years on the first day of
         the month), ``exit_month`` (the person died or emigrated in this month; the last row
         of such a person), ``eligible`` (aged 18-64 and resident for the whole month).
     """
@@ -66,7 +68,7 @@ def person_months(persons: pl.DataFrame, first: date, last: date) -> pl.LazyFram
     exit_ = (pl.col("month") == pl.col("exit_month_start")).fill_null(False)
     lo, hi = ELIGIBLE_AGE
     return grid.select(
-        "person_code", "month", "sex", age.alias("age"), exit_.alias("exit_month"),
+        "person_code", "pid", "month", "sex", age.alias("age"), exit_.alias("exit_month"),
     ).with_columns((pl.col("age").is_between(lo, hi) & ~pl.col("exit_month"))
                    .alias("eligible"))
 

@@ -35,6 +35,9 @@ _STARS = "VIAA STARS"
 PANEL: tuple[Column, ...] = (
     Column("person_code", "str", "-", _PMLP, "Person pseudonym (keyed HMAC of the personal "
            "code).", "Pseudonymised at ingest; the same in every table of a run's key."),
+    Column("pid", "int32", "-", _PMLP, "Dense person index of this build (0..n-1 in "
+           "pseudonym order) for fast array work; valid within one build only.",
+           "Row number of the person in the population register sorted by person_code."),
     Column("month", "date", "month", "-", "First day of the calendar month."),
     Column("sex", "str", "M/F", _PMLP, "Sex."),
     Column("age", "int16", "years", _PMLP, "Age in completed years on the first day of the "

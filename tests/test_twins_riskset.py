@@ -1,0 +1,137 @@
+"""Risk-set twin matching on the panel: no look-ahead, risk sets, strata, caliper, determinism."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from datetime import date
+
+import numpy as np
+import polars as pl
+import pytest
+
+from impact.twins.features import PanelArrays, features_at
+from impact.twins.riskset import (
+    TwinSettings,
+    cohort_groups,
+    match_cohort,
+    match_cohorts,
+    pre_trajectories,
+    risk_set,
+)
+
+FIRST = date(2021, 1, 1)
+
+
+@pytest.fixture(scope="module")
+def arrays(research) -> PanelArrays:
+    return PanelArrays.load(research.root / "panel", FIRST, date(2028, 6, 1))
+
+
+@pytest.fixture(scope="module")
+def twins(arrays):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return match_cohorts(arrays, TwinSettings(gate_min_treated=10))
+
+
+def test_arrays_equal_the_panel(arrays, research) -> None:
+    df = research.panel.filter(pl.col("month") >= FIRST).sample(2_000, seed=1)
+    t = ((df["month"].dt.year() - 2021) * 12 + df["month"].dt.month() - 1).to_numpy()
+    pid = df["pid"].to_numpy()
+    got = arrays.series["earnings_real"][pid, t]
+    assert np.allclose(got, df["earnings_real"].to_numpy(), rtol=1e-6, atol=0.01)
+    assert (arrays.series["days_worked"][pid, t] == df["days_worked"].to_numpy()).all()
+    assert (arrays.person_code[pid] == df["person_code"].to_numpy()).all()
+
+
+def test_features_use_only_months_before_the_cohort(arrays) -> None:
+    """Plant changes in month m and later: the features of cohort m do not move."""
+    m = arrays.month_index(date(2025, 6, 1))
+    pids = np.arange(arrays.n_persons)
+    before = features_at(arrays, m, pids)
+    planted = copy.copy(arrays)
+    planted = PanelArrays(
+        person_code=arrays.person_code, sex=arrays.sex, first_start=arrays.first_start,
+        months=arrays.months,
+        series={k: v.copy() for k, v in arrays.series.items()},
+        codes={k: v.copy() for k, v in arrays.codes.items()}, levels=arrays.levels)
+    for k, v in planted.series.items():
+        if k != "age":  # age at m is known in advance (birth date)
+            v[:, m:] = 99
+    for v in planted.codes.values():
+        v[:, m:] = 0
+    after = features_at(planted, m, pids)
+    assert before.equals(after)
+    # ... while a change in m-1 does move them
+    planted.series["earnings_real"][:, m - 1] += 1000
+    assert not features_at(planted, m, pids)["earn_l1"].equals(before["earn_l1"])
+
+
+def test_twins_have_not_started_by_the_cohort_month(twins, arrays) -> None:
+    fs = arrays.first_start
+    pairs = twins.pairs
+    assert pairs.height > 0
+    cohort_idx = np.array([arrays.month_index(d) for d in pairs["cohort"]])
+    twin_fs = fs[pairs["twin_pid"].to_numpy()]
+    assert ((twin_fs == -1) | (twin_fs > cohort_idx)).all()
+    assert (fs[pairs["treated_pid"].to_numpy()] == cohort_idx).all()
+    # later starters do serve as twins before their start (not_yet_treated pool) ...
+    assert (twin_fs > cohort_idx).any()
+
+
+def test_never_treated_pool_excludes_later_starters(arrays) -> None:
+    m = arrays.month_index(date(2025, 6, 1))
+    treated, cand, _ = risk_set(arrays, m, "never_treated")
+    assert (arrays.first_start[cand] == -1).all()
+    _, cand_nyt, _ = risk_set(arrays, m, "not_yet_treated")
+    assert cand_nyt.size > cand.size
+    assert (arrays.series["eligible"][np.r_[treated, cand], m] == 1).all()
+
+
+def test_exact_strata_and_caliper_are_respected(twins) -> None:
+    for c in twins.cohorts:
+        f = c.frame.select("pid", *twins.settings.exact, "ps_logit")
+        p = (c.result.pairs.join(f, left_on="treated_id", right_on="pid")
+             .join(f, left_on="control_id", right_on="pid", suffix="_twin"))
+        for key in twins.settings.exact:
+            assert (p[key] == p[f"{key}_twin"]).all(), key
+        gap = (p["ps_logit"] - p["ps_logit_twin"]).abs()
+        assert (gap <= c.result.caliper_distance + 1e-12).all()
+        assert c.result.caliper_distance == pytest.approx(0.2 * c.result.score_sd)
+
+
+def test_same_seed_same_twins(arrays, twins) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = match_cohorts(arrays, TwinSettings(gate_min_treated=10))
+    assert again.pairs.equals(twins.pairs)
+    one = match_cohort(arrays, arrays.month_index(twins.cohorts[0].cohort), TwinSettings(
+        ps_scope="per_cohort"))
+    assert one.result.n_treated == twins.cohorts[0].result.n_treated
+
+
+def test_summary_accounts_for_every_treated_person(twins, research) -> None:
+    s = twins.summary
+    assert (s["n_matched"] + s["n_unmatched"] == s["n_treated"]).all()
+    tr = pl.read_parquet(research.root / "research" / "treatment.parquet")
+    in_window = tr.filter(pl.col("cohort") >= date(2024, 1, 1))
+    assert s["n_treated"].sum() + s["n_treated_ineligible"].sum() == in_window.height
+    if twins.unmatched.height:
+        assert set(twins.unmatched["reason"]) <= {"caliper", "no_controls", "exhausted"}
+
+
+def test_matching_improves_balance_and_pre_trajectories(arrays, twins) -> None:
+    pooled = twins.balance.filter(pl.col("cohort").is_null() & pl.col("cohort_group").is_null())
+    assert pooled["smd_after"].abs().mean() < pooled["smd_before"].abs().mean()
+    tr = pre_trajectories(arrays, twins).filter(pl.col("series") == "earnings_real")
+    naive_gap = (tr["treated"] - tr["candidates"]).abs().mean()
+    matched_gap = (tr["treated"] - tr["twins"]).abs().mean()
+    assert matched_gap < 0.5 * naive_gap
+
+
+def test_cohort_groups() -> None:
+    assert cohort_groups([800, 900], 100) == [0, 1]
+    assert cohort_groups([60, 50, 10], 100) == [0, 0, 0]
+    assert cohort_groups([60, 50, 120, 10], 100) == [0, 0, 1, 1]
+    assert cohort_groups([], 100) == []
