@@ -1,10 +1,12 @@
 """Build the person-month panel and the episode tables from the clean sources.
 
-The panel is built one calendar year at a time: each year is an independent query over the
-sources (dated register facts before the year are folded into its first month, see
-:mod:`impact.panel.state`), collected and written to ``year=YYYY/part-0.parquet`` before
-the next starts. Peak memory is therefore that of one year of person-months, not of the
-whole panel.
+The panel is built one calendar year at a time, and within a year one chunk of persons at
+a time: each (year, chunk) is an independent query over the sources (dated register facts
+before the year are folded into its first month, see :mod:`impact.panel.state`), collected
+and written to ``year=YYYY/part-NNN.parquet`` before the next starts. Inside the build a
+person is the dense ``pid`` (int32, pseudonym order), which keeps joins and window
+functions on integers; the pseudonym is attached at the end. Peak memory is that of one
+year's employer reports plus one chunk of person-months, not of the whole panel.
 
 Assumptions
 -----------
@@ -15,6 +17,7 @@ Assumptions
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -73,57 +76,102 @@ def deflator(sources: Path, cpi_base_year: int) -> pl.LazyFrame:
 
 
 class _Inputs:
-    """The sources of one build, scanned once; small tables collected."""
+    """The sources of one build, scanned once; small tables collected, keyed by ``pid``.
+
+    Every source row is linked to its person through ``pid`` (an inner join on the
+    pseudonym). The ingest has already enforced that every person code of the registers
+    exists in the population register, so the join loses no rows.
+    """
 
     def __init__(self, sources: Path, cpi_base_year: int) -> None:
         s = {t: scan(sources, t) for t in SOURCES}
         self.persons = demography.persons_frame(s["pmlp_persons"])
+        self.codes = self.persons.select("pid", "person_code").lazy()
         self.reports = s["vid_monthly_reports"]
         self.employers, self.nace, self.isco = (s["employers"], s["ref_nace_classes"],
                                                 s["ref_isco"])
-        self.spells, self.benefits = s["nva_unemployment_spells"], s["vsaa_benefits"]
+        self.spells = self.to_pid(s["nva_unemployment_spells"]).collect().lazy()
+        self.benefits = s["vsaa_benefits"]
         self.deflator = deflator(sources, cpi_base_year).collect().lazy()
-        self.residence = demography.residence_events(
-            s["pmlp_residence"], s["ref_municipalities"]).collect().lazy()
-        self.education = demography.education_events(s["viis_education"]).collect().lazy()
-        self.dependants = demography.dependant_events(s["pmlp_children"]).collect().lazy()
+        self.residence = self._events(demography.residence_events(
+            s["pmlp_residence"], s["ref_municipalities"]))
+        self.education = self._events(demography.education_events(s["viis_education"]))
+        self.dependants = self._events(demography.dependant_events(s["pmlp_children"]))
         acc, gr, app = s["stars_accounts"], s["stars_grants"], s["stars_applications"]
-        self.ila = learning.ila_events(acc, gr, app).collect().lazy()
-        self.ila_flags = learning.ila_month_flags(acc, app).collect().lazy()
-        self.first_start = learning.first_start(acc, app).collect().lazy()
-        self.prior = learning.prior_learning_events(s["stars_prior_learning"]).collect().lazy()
-        self.ila_persons = pl.concat([self.ila.select("person_code"),
-                                      self.prior.select("person_code")]).unique()
+        self.ila = self._events(learning.ila_events(acc, gr, app))
+        self.ila_flags = self._events(learning.ila_month_flags(acc, app))
+        self.first_start = self._events(learning.first_start(acc, app))
+        self.prior = self._events(learning.prior_learning_events(s["stars_prior_learning"]))
+        self.ila_persons = pl.concat([self.ila.select("pid"), self.prior.select("pid")]).unique()
+
+    def to_pid(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        """Replace ``person_code`` by ``pid``."""
+        return frame.join(self.codes, on="person_code", how="inner").drop("person_code")
+
+    def _events(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        return self.to_pid(frame).collect().lazy()
+
+
+class _Year:
+    """The big sources of one year, aggregated to person-months once (all persons)."""
+
+    def __init__(self, inp: _Inputs, first: date, last: date) -> None:
+        reports = inp.to_pid(inp.reports.filter(pl.col("period").is_between(first, last)))
+        self.employment = labour.employment(reports, inp.employers, inp.nace, inp.isco,
+                                            key="pid").collect().lazy()
+        self.unemployment = labour.unemployment(inp.spells, first, last,
+                                                key="pid").collect().lazy()
+        self.benefits = labour.benefits(inp.to_pid(inp.benefits.filter(
+            pl.col("period_start").dt.month_start().is_between(first, last))),
+            key="pid").collect().lazy()
 
 
 def _subset_states(grid: pl.LazyFrame, inp: _Inputs, first: date, last: date) -> pl.LazyFrame:
     """ILA and prior-learning running sums, computed only for persons with such records."""
-    sub = grid.select("person_code", "month").join(inp.ila_persons, on="person_code",
-                                                   how="semi")
+    sub = grid.select("pid", "month").join(inp.ila_persons, on="pid", how="semi")
     sub = state.cumulate(sub, inp.ila, learning.ILA_CUMULATIVE, first, last)
     return state.cumulate(sub, inp.prior, learning.PRIOR_CUMULATIVE, first, last)
 
 
-def year_panel(inp: _Inputs, first: date, last: date) -> pl.LazyFrame:
-    """The panel rows of the months ``first``..``last`` (one year or less)."""
-    grid = demography.person_months(inp.persons, first, last)
-    in_slice = pl.col("period").is_between(first, last)
-    emp = labour.employment(inp.reports.filter(in_slice), inp.employers, inp.nace, inp.isco)
-    ben = labour.benefits(inp.benefits.filter(
-        pl.col("period_start").dt.month_start().is_between(first, last)))
-    keys = ["person_code", "month"]
-    p = (grid.join(emp, on=keys, how="left")
-         .join(labour.unemployment(inp.spells, first, last), on=keys, how="left")
-         .join(ben, on=keys, how="left"))
-    p = state.carry_forward(p, inp.residence, ["municipality_code", "region_code",
-                                               "urbanisation"], "__order", first, last)
-    p = state.carry_forward(p, inp.education, ["isced_level", "isced_field"], "__order",
-                            first, last)
-    p = state.cumulate(p, inp.dependants, ["dependants"], first, last)
-    p = (p.join(_subset_states(grid, inp, first, last), on=keys, how="left")
-         .join(inp.ila_flags, on=keys, how="left")
-         .join(inp.first_start, on="person_code", how="left")
-         .join(inp.deflator, on="month", how="left"))
+def slice_panel(inp: _Inputs, year: _Year, first: date, last: date,
+                pids: tuple[int, int] | None = None) -> pl.DataFrame:
+    """Panel rows of the months ``first``..``last`` (within one year) for ``pid`` in
+    ``[pids[0], pids[1])`` (all persons if ``None``), sorted by ``pid`` and ``month``.
+
+    Every part (employment, unemployment, benefits, residence, education, dependants, ILA,
+    prior learning) is computed on the narrow (pid, month) key frame in grid order and the
+    parts are put side by side: no wide joins, no final sort.
+    """
+    persons = inp.persons.lazy()
+    if pids is not None:
+        persons = persons.filter(pl.col("pid").is_between(pids[0], pids[1], closed="left"))
+    grid = demography.person_months(persons, first, last).sort("pid", "month").collect()
+    k = grid.select("pid", "month").lazy()
+    keys = ["pid", "month"]
+
+    def left(right: pl.LazyFrame, on: list[str] | str = keys) -> pl.LazyFrame:
+        return k.join(right, on=on, how="left", maintain_order="left").drop(keys)
+
+    def drop_keys(frame: pl.LazyFrame) -> pl.LazyFrame:
+        return frame.drop(keys)
+
+    parts = pl.collect_all([
+        left(year.employment),
+        left(year.unemployment),
+        left(year.benefits),
+        drop_keys(state.carry_forward(k, inp.residence, ["municipality_code", "region_code",
+                                                         "urbanisation"], "__order", first,
+                                      last)),
+        drop_keys(state.carry_forward(k, inp.education, ["isced_level", "isced_field"],
+                                      "__order", first, last)),
+        drop_keys(state.cumulate(k, inp.dependants, ["dependants"], first, last)),
+        left(_subset_states(k, inp, first, last)),
+        left(inp.ila_flags),
+        left(inp.first_start, on="pid"),
+        left(inp.deflator, on="month"),
+        left(inp.codes, on="pid"),
+    ])
+    p = pl.concat([grid, *parts], how="horizontal").lazy()
     zeros = {"n_employers": 0, "earnings": 0.0, "days_worked": 0, "ub_days": 0,
              "ub_amount": 0.0, "sick_benefit_days": 0, "ila_grant_balance": 0.0,
              "ila_started": 0, "ila_completed": 0, "ila_dropped": 0, "ila_courses_cum": 0,
@@ -145,7 +193,7 @@ def year_panel(inp: _Inputs, first: date, last: date) -> pl.LazyFrame:
         pl.when(pl.col("hours_complete") & (pl.col("hours_worked") > 0))
         .then(pl.col("earnings_real") / pl.col("hours_worked")).alias("hourly_wage_real"),
     )
-    return p.select(names("panel"))
+    return p.select(names("panel")).collect()
 
 
 def _write(df: pl.DataFrame, path: Path) -> None:
@@ -157,7 +205,7 @@ def _write(df: pl.DataFrame, path: Path) -> None:
 
 
 def build(sources: Path, out: Path, cpi_base_year: int = 2024,
-          years: list[int] | None = None) -> PanelResult:
+          years: list[int] | None = None, chunk_persons: int = 400_000) -> PanelResult:
     """Build the panel from ``sources/`` (ingest output) into ``out/year=YYYY/``.
 
     Parameters
@@ -165,15 +213,18 @@ def build(sources: Path, out: Path, cpi_base_year: int = 2024,
     sources
         Folder holding the clean source tables (``<data root>/sources``).
     out
-        Folder receiving ``year=YYYY/part-0.parquet``; each year file is replaced
-        atomically.
+        Folder receiving ``year=YYYY/part-NNN.parquet`` (one part per chunk of persons, in
+        ``pid`` = pseudonym order); each year folder is replaced as a whole.
     cpi_base_year
         Real amounts are in the average prices of this year.
     years
         Build only these years (default: every year of the data period).
+    chunk_persons
+        Persons per part: peak memory grows with this, not with the population.
     """
     first, last = data_period(sources)
     inp = _Inputs(sources, cpi_base_year)
+    n = inp.persons.height
     todo = years or list(range(first.year, last.year + 1))
     rows: dict[int, int] = {}
     secs: dict[int, float] = {}
@@ -183,13 +234,25 @@ def build(sources: Path, out: Path, cpi_base_year: int = 2024,
         a, b = max(first, date(y, 1, 1)), min(last, date(y, 12, 1))
         if a > b:
             continue
-        df = year_panel(inp, a, b).sort("person_code", "month").collect()
-        _write(df, out / f"year={y}" / "part-0.parquet")
-        rows[y] = df.height
-        months += df["month"].n_unique()
+        year = _Year(inp, a, b)
+        folder = out / f"year={y}"
+        tmp_dir = out / f".year={y}.tmp"
+        if tmp_dir.exists():
+            shutil.rmtree(tmp_dir)
+        tmp_dir.mkdir(parents=True)
+        rows[y] = 0
+        for c, lo in enumerate(range(0, max(n, 1), chunk_persons)):
+            df = slice_panel(inp, year, a, b, (lo, lo + chunk_persons))
+            df.write_parquet(tmp_dir / f"part-{c:03d}.parquet", compression="zstd",
+                             statistics=True)
+            rows[y] += df.height
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp_dir.rename(folder)
+        months += (b.year - a.year) * 12 + b.month - a.month + 1
         secs[y] = round(time.perf_counter() - t0, 2)
     n_persons = pl.scan_parquet(out / "**" / "*.parquet", hive_partitioning=False).select(
-        pl.col("person_code").n_unique()).collect().item()
+        pl.col("pid").n_unique()).collect().item()
     return PanelResult(folder=out, rows=sum(rows.values()), persons=n_persons, months=months,
                        rows_by_year=rows, seconds_by_year=secs)
 

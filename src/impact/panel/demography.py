@@ -38,7 +38,8 @@ def persons_frame(persons: pl.LazyFrame) -> pl.DataFrame:
         pl.col("pid").cast(pl.Int32)).collect()
 
 
-def person_months(persons: pl.DataFrame, first: date, last: date) -> pl.LazyFrame:
+def person_months(persons: pl.DataFrame | pl.LazyFrame, first: date,
+                  last: date) -> pl.LazyFrame:
     """One row per person and month of ``first``..``last`` in the panel.
 
     Parameters
@@ -51,13 +52,14 @@ def person_months(persons: pl.DataFrame, first: date, last: date) -> pl.LazyFram
     Returns
     -------
     polars.LazyFrame
-        ``person_code``, ``pid`` (dense int32 index of the person in pseudonym order),
-        ``month``, ``sex``, ``age`` (completed years on the first day of
-        the month), ``exit_month`` (the person died or emigrated in this month; the last row
-        of such a person), ``eligible`` (aged 18-64 and resident for the whole month).
+        ``pid`` (dense int32 index of the person in pseudonym order; the builder adds
+        ``person_code`` at the end), ``month``, ``sex``, ``age`` (completed years on the
+        first day of the month), ``exit_month`` (the person died or emigrated in this
+        month; the last row of such a person), ``eligible`` (aged 18-64 and resident for
+        the whole month).
     """
     months = pl.LazyFrame({"month": pl.date_range(first, last, "1mo", eager=True)})
-    grid = persons.lazy().join(months, how="cross").filter(
+    grid = persons.lazy().select(pl.exclude("person_code")).join(months, how="cross").filter(
         (pl.col("month") >= pl.col("birth_date").dt.month_start())
         & (pl.col("exit_month_start").is_null()
            | (pl.col("month") <= pl.col("exit_month_start"))))
@@ -68,7 +70,7 @@ def person_months(persons: pl.DataFrame, first: date, last: date) -> pl.LazyFram
     exit_ = (pl.col("month") == pl.col("exit_month_start")).fill_null(False)
     lo, hi = ELIGIBLE_AGE
     return grid.select(
-        "person_code", "pid", "month", "sex", age.alias("age"), exit_.alias("exit_month"),
+        "pid", "month", "sex", age.alias("age"), exit_.alias("exit_month"),
     ).with_columns((pl.col("age").is_between(lo, hi) & ~pl.col("exit_month"))
                    .alias("eligible"))
 

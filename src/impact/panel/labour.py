@@ -19,7 +19,7 @@ import polars as pl
 
 
 def employment(reports: pl.LazyFrame, employers: pl.LazyFrame, nace: pl.LazyFrame,
-               isco: pl.LazyFrame) -> pl.LazyFrame:
+               isco: pl.LazyFrame, key: str = "person_code") -> pl.LazyFrame:
     """Person-month employment: totals over jobs and the main job's attributes.
 
     The main job is the report with the highest gross income (ties: the lowest employer
@@ -28,12 +28,12 @@ def employment(reports: pl.LazyFrame, employers: pl.LazyFrame, nace: pl.LazyFram
     which the hourly wage requires.
     """
     r = reports.select(
-        "person_code", pl.col("period").alias("month"), "employer_id", "gross_income",
+        key, pl.col("period").alias("month"), "employer_id", "gross_income",
         "days_worked", "hours_worked", "occupation_code", "contract_type", "part_time")
     order = dict(by=[pl.col("gross_income"), pl.col("employer_id")],
                  descending=[True, False])
     main_cols = ("employer_id", "occupation_code", "contract_type", "part_time")
-    per_month = r.group_by("person_code", "month").agg(
+    per_month = r.group_by(key, "month").agg(
         (pl.col("gross_income") > 0).any().alias("employed"),
         pl.col("employer_id").n_unique().cast(pl.Int16).alias("n_employers"),
         pl.col("gross_income").sum().alias("earnings"),
@@ -52,10 +52,11 @@ def employment(reports: pl.LazyFrame, employers: pl.LazyFrame, nace: pl.LazyFram
         on="occupation_code", how="left")
 
 
-def unemployment(spells: pl.LazyFrame, first: date, last: date) -> pl.LazyFrame:
+def unemployment(spells: pl.LazyFrame, first: date, last: date,
+                 key: str = "person_code") -> pl.LazyFrame:
     """Person-months covered by an NVA registration (overlapping spells merged)."""
     s = spells.select(
-        "person_code",
+        key,
         pl.max_horizontal(pl.col("registered_on").dt.month_start(), pl.lit(first)).alias("a"),
         pl.min_horizontal(pl.col("deregistered_on").fill_null(last).dt.month_start(),
                           pl.lit(last)).alias("b"),
@@ -63,17 +64,17 @@ def unemployment(spells: pl.LazyFrame, first: date, last: date) -> pl.LazyFrame:
     return (
         s.with_columns(pl.date_ranges("a", "b", "1mo").alias("month"))
         .explode("month")
-        .select("person_code", "month")
+        .select(key, "month")
         .unique()
         .with_columns(pl.lit(True).alias("registered_unemployed"))
     )
 
 
-def benefits(payments: pl.LazyFrame) -> pl.LazyFrame:
+def benefits(payments: pl.LazyFrame, key: str = "person_code") -> pl.LazyFrame:
     """Unemployment- and sickness-benefit days and amounts per person-month."""
     b = payments.with_columns(pl.col("period_start").dt.month_start().alias("month"))
     ub = pl.col("benefit_type") == "UNEMPLOYMENT"
-    return b.group_by("person_code", "month").agg(
+    return b.group_by(key, "month").agg(
         pl.col("benefit_days").filter(ub).sum().cast(pl.Int16).alias("ub_days"),
         pl.col("amount").filter(ub).sum().alias("ub_amount"),
         pl.col("benefit_days").filter(~ub).sum().cast(pl.Int16).alias("sick_benefit_days"),

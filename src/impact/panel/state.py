@@ -15,11 +15,11 @@ the slice are ignored.
 
 Assumptions
 -----------
-* The grid has columns ``person_code`` and ``month`` (first day of the month) and holds
-  every month of the slice for which a person is in the panel; states are computed along
-  ``month`` within a person.
-* Event frames have ``person_code``, ``month`` (first day of the month in which the event
-  takes effect) and the value columns.
+* The grid has columns ``key`` (the person: ``pid`` by default) and ``month`` (first day of
+  the month) and holds every month of the slice for which a person is in the panel; states
+  are computed along ``month`` within a person.
+* Event frames have ``key``, ``month`` (first day of the month in which the event takes
+  effect) and the value columns.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def _clip(events: pl.LazyFrame, first: date, last: date) -> pl.LazyFrame:
 
 
 def cumulate(grid: pl.LazyFrame, events: pl.LazyFrame, columns: Sequence[str], first: date,
-             last: date) -> pl.LazyFrame:
+             last: date, key: str = "pid") -> pl.LazyFrame:
     """Add running sums of the event deltas ``columns`` to ``grid``.
 
     Parameters
@@ -45,7 +45,7 @@ def cumulate(grid: pl.LazyFrame, events: pl.LazyFrame, columns: Sequence[str], f
     grid
         Person-months of the slice ``first``..``last``.
     events
-        ``person_code``, ``month`` and the delta columns; several events per person-month
+        ``key``, ``month`` and the delta columns; several events per person-month
         are summed.
     columns
         Delta columns; the result holds their running sums under the same names (zero
@@ -53,15 +53,15 @@ def cumulate(grid: pl.LazyFrame, events: pl.LazyFrame, columns: Sequence[str], f
     first, last
         The slice's first and last month.
     """
-    deltas = _clip(events, first, last).group_by("person_code", "month").agg(
+    deltas = _clip(events, first, last).group_by(key, "month").agg(
         pl.col(c).sum() for c in columns)
-    return grid.join(deltas, on=["person_code", "month"], how="left").with_columns(
-        pl.col(c).fill_null(0).cum_sum().over("person_code", order_by="month")
+    return grid.join(deltas, on=[key, "month"], how="left", maintain_order="left").with_columns(
+        pl.col(c).fill_null(0).cum_sum().over(key, order_by="month")
         for c in columns)
 
 
 def carry_forward(grid: pl.LazyFrame, events: pl.LazyFrame, columns: Sequence[str],
-                  order: str, first: date, last: date) -> pl.LazyFrame:
+                  order: str, first: date, last: date, key: str = "pid") -> pl.LazyFrame:
     """Add the latest event values of ``columns`` to ``grid``.
 
     Parameters
@@ -69,7 +69,7 @@ def carry_forward(grid: pl.LazyFrame, events: pl.LazyFrame, columns: Sequence[st
     grid
         Person-months of the slice ``first``..``last``.
     events
-        ``person_code``, ``month``, ``order`` (e.g. the event date) and the value columns;
+        ``key``, ``month``, ``order`` (e.g. the event date) and the value columns;
         of several events in one person-month the one with the greatest ``order`` wins.
     columns
         Value columns; null before the person's first event.
@@ -79,7 +79,7 @@ def carry_forward(grid: pl.LazyFrame, events: pl.LazyFrame, columns: Sequence[st
         The slice's first and last month.
     """
     latest = (_clip(events, first, last)
-              .group_by("person_code", "month")
+              .group_by(key, "month")
               .agg(pl.col(c).sort_by(order, maintain_order=True).last() for c in columns))
-    return grid.join(latest, on=["person_code", "month"], how="left").with_columns(
-        pl.col(c).forward_fill().over("person_code", order_by="month") for c in columns)
+    return grid.join(latest, on=[key, "month"], how="left", maintain_order="left").with_columns(
+        pl.col(c).forward_fill().over(key, order_by="month") for c in columns)
