@@ -9,6 +9,7 @@ Modules:
     pipelines/assets/sources.py    sources/<table>: one asset + blocking contract check per
                                    schemas/<table>.yaml
     pipelines/assets/research.py   panel, episodes, treatment, near_participants
+    pipelines/assets/evaluation.py twins (+ balance check), estimates
     pipelines/run.py               in-process runs for `impact run` / `impact demo`
 
 The config is ``$IMPACT_CONFIG`` if set, else ``configs/demo.yaml`` (relative to the working
@@ -17,6 +18,8 @@ directory, the repository root); it can also be changed per run in the launchpad
 
 import dagster as dg
 
+from pipelines.assets.evaluation import EVALUATION_ASSETS
+from pipelines.assets.evaluation import GROUP as EVALUATION_GROUP
 from pipelines.assets.landing import LANDING_KEY, landing
 from pipelines.assets.research import GROUP as RESEARCH_GROUP
 from pipelines.assets.research import RESEARCH_ASSETS
@@ -27,6 +30,7 @@ from pipelines.resources import impact_config_from_env
 LANDING = dg.AssetSelection.assets(LANDING_KEY)
 SOURCES = dg.AssetSelection.groups(SOURCES_GROUP)
 RESEARCH = dg.AssetSelection.groups(RESEARCH_GROUP)
+EVALUATION = dg.AssetSelection.groups(EVALUATION_GROUP)
 
 synth_job = dg.define_asset_job(
     name="synth_job",
@@ -56,8 +60,15 @@ research_job = dg.define_asset_job(
     description="The person-month panel and the ILA episode tables from the clean sources.",
 )
 
+evaluation_job = dg.define_asset_job(
+    name="evaluation_job",
+    selection=EVALUATION,
+    executor_def=dg.in_process_executor,
+    description="Statistical twins and the effect estimates from the panel.",
+)
+
 defs = dg.Definitions(
-    assets=[landing, *SOURCE_ASSETS, *RESEARCH_ASSETS],
-    jobs=[synth_job, ingest_job, research_job],
+    assets=[landing, *SOURCE_ASSETS, *RESEARCH_ASSETS, *EVALUATION_ASSETS],
+    jobs=[synth_job, ingest_job, research_job, evaluation_job],
     resources={"impact_config": impact_config_from_env()},
 )

@@ -19,15 +19,18 @@ from typing import Any, Literal
 
 import dagster as dg
 
+from pipelines.assets.evaluation import EVALUATION_ASSETS
+from pipelines.assets.evaluation import GROUP as EVALUATION_GROUP
 from pipelines.assets.landing import LANDING_KEY, landing
 from pipelines.assets.research import GROUP as RESEARCH_GROUP
 from pipelines.assets.research import RESEARCH_ASSETS
 from pipelines.assets.sources import GROUP, SOURCE_ASSETS, SOURCE_TABLES, source_key
 from pipelines.resources import ImpactConfig
 
-ALL_ASSETS: list[dg.AssetsDefinition] = [landing, *SOURCE_ASSETS, *RESEARCH_ASSETS]
+ALL_ASSETS: list[dg.AssetsDefinition] = [landing, *SOURCE_ASSETS, *RESEARCH_ASSETS,
+                                          *EVALUATION_ASSETS]
 #: Words --select understands besides table names.
-KEYWORDS = ("all", "sources", "landing", "research")
+KEYWORDS = ("all", "sources", "landing", "research", "evaluation")
 
 Status = Literal["ok", "failed", "not run"]
 
@@ -41,6 +44,7 @@ class AssetOutcome:
     metadata: dict[str, Any] = field(default_factory=dict)  # plain values of the metadata
     message: str | None = None  # failure description, or why the asset did not run
     check_passed: bool | None = None  # the blocking `contract` check (sources only)
+    warnings: list[str] = field(default_factory=list)  # failed non-blocking checks
 
     @property
     def name(self) -> str:
@@ -67,7 +71,8 @@ def resolve_selection(select: Sequence[str]) -> list[dg.AssetKey]:
     """Asset keys for ``--select`` values (comma-separated or repeated).
 
     ``all`` (every asset), ``sources`` (every source table), ``research`` (the panel and the
-    episode tables; the sources must have been ingested before), ``landing``, a table
+    episode tables; the sources must have been ingested before), ``evaluation`` (twins and
+    estimates; needs the research tables), ``landing``, a table
     name (``employers`` or ``sources/employers``: that table only; the source tables it
     depends on must have been ingested before), ``+TABLE`` (the table and the source tables
     it depends on, transitively; not the landing).
@@ -90,6 +95,8 @@ def resolve_selection(select: Sequence[str]) -> list[dg.AssetKey]:
             selection |= dg.AssetSelection.assets(LANDING_KEY)
         elif name == "research" and not upstream:
             selection |= dg.AssetSelection.groups(RESEARCH_GROUP)
+        elif name == "evaluation" and not upstream:
+            selection |= dg.AssetSelection.groups(EVALUATION_GROUP)
         elif name in SOURCE_TABLES:
             one = dg.AssetSelection.assets(source_key(name))
             selection |= (
@@ -178,6 +185,10 @@ def run(
             data = ev.event_specific_data
             if data.asset_key in outcomes:
                 o = outcomes[data.asset_key]
+                if data.check_name != "contract":  # non-blocking diagnostics: reported only
+                    if not data.passed:
+                        o.warnings.append(f"check {data.check_name}: {data.description}")
+                    continue
                 o.check_passed = data.passed
                 if not data.passed:
                     o.metadata = o.metadata or _plain(data.metadata)

@@ -54,7 +54,8 @@ def test_defs_load_with_landing_sources_jobs_and_resource():
     keys = {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()}
     sources = {f"sources/{t}" for t in load_contracts()}
     research = {"panel", "episodes", "treatment", "near_participants"}
-    assert keys == {"landing", *sources, *research}
+    evaluation = {"twins", "estimates"}
+    assert keys == {"landing", *sources, *research, *evaluation}
     assert repo.asset_graph.get(dg.AssetKey("landing")).group_name == "landing"
     assert {repo.asset_graph.get(dg.AssetKey(k)).group_name for k in research} == {"research"}
     # the panel depends on the sources it reads; its columns carry the data dictionary
@@ -69,6 +70,7 @@ def test_defs_load_with_landing_sources_jobs_and_resource():
     assert job_keys("synth_job") == {"landing"}
     assert job_keys("ingest_job") == {"landing", *sources}
     assert job_keys("research_job") == research
+    assert job_keys("evaluation_job") == evaluation
     assert "impact_config" in repo.get_top_level_resources()
 
 

@@ -373,12 +373,14 @@ def test_impact_demo_generates_then_ingests(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "impact demo: synthetic registers" in proc.stdout
-    assert f"{len(TABLES) + 4} ok, 0 failed, 0 not run" in proc.stdout
+    assert f"{len(TABLES) + 6} ok, 0 failed, 0 not run" in proc.stdout
     for table in TABLES:
         assert any((out / "sources" / table).rglob("*.parquet")), table
-    assert len(list((out / "panel").glob("year=*/part-0.parquet"))) == 10  # 2019..2028
+    assert len(list((out / "panel").glob("year=*/part-*.parquet"))) == 10  # 2019..2028
     for table in ("episodes", "treatment", "near_participants"):
         assert (out / "research" / f"{table}.parquet").is_file(), table
+    assert (out / "twins" / "summary.parquet").is_file()
+    assert (out / "estimates" / "headline.json").is_file()
     # and researchers can query it
     q = subprocess.run(
         [sys.executable, "-m", "impact.cli", "query", "--root", str(out),

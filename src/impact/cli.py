@@ -207,9 +207,10 @@ def demo(persons: int, seed: int, out: Path, verbose: bool) -> None:
         inject_errors=False,
     )
     click.echo("")
-    click.echo(f"impact demo: ingest -> {Path(out) / 'sources'}, panel -> {Path(out) / 'panel'}")
-    code = _run_pipeline(DEMO_CONFIG, ("sources", "research"), data_root=Path(out),
-                         verbose=verbose)
+    click.echo(f"impact demo: ingest -> {Path(out) / 'sources'}, panel -> {Path(out) / 'panel'}"
+               f", twins and estimates -> {Path(out) / 'estimates'}")
+    code = _run_pipeline(DEMO_CONFIG, ("sources", "research", "evaluation"),
+                         data_root=Path(out), verbose=verbose)
     if code:
         sys.exit(code)
 
@@ -235,6 +236,7 @@ def demo(persons: int, seed: int, out: Path, verbose: bool) -> None:
     metavar="SELECTION",
     help="What to materialise (repeat or comma-separate): 'sources' (every source table), "
     "'research' (the person-month panel and the ILA episode tables, from ingested sources), "
+    "'evaluation' (statistical twins and effect estimates, from the research tables), "
     "'landing' (synthetic configs: generate the delivery), 'all' (everything), a table "
     "name (that table only: its upstream tables must be ingested already) or +TABLE (the "
     "table and its upstream tables).",
@@ -393,6 +395,11 @@ def format_run_summary(report: Any) -> str:
     out = ["", line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
     failed = [o for o in report.outcomes if o.status == "failed"]
     not_run = [o for o in report.outcomes if o.status == "not run"]
+    warned = [o for o in report.outcomes if getattr(o, "warnings", None)]
+    if warned:
+        out += ["", "checks that did not pass (not blocking):"]
+        out += [f"  {o.name}: {w[:300]}{'...' if len(w) > 300 else ''}" for o in warned
+                for w in o.warnings]
     if failed:
         out += ["", "failures:"]
         out += [f"  {o.name}: {o.message or 'failed (no message)'}" for o in failed]

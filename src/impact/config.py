@@ -22,6 +22,8 @@ Layout under ``data.root``::
     quarantine/<table>.parquet  rejected rows with their reasons
     panel/year=YYYY/         the person-month research panel
     research/<table>.parquet episodes, treatment, near_participants
+    twins/                   statistical twins per cohort, balance, overlap
+    estimates/               event studies, staggered cross-check, headline effects
 
 The key itself is never part of the config: it is named (environment variable
 or key file) and read only when a run needs it (:meth:`KeySpec.load`).
@@ -95,6 +97,16 @@ class DataSection(_Section):
     def research(self) -> Path:
         """Episode tables: ``episodes``, ``treatment``, ``near_participants`` (Parquet)."""
         return self.root / "research"
+
+    @property
+    def twins(self) -> Path:
+        """Statistical twins per cohort and their balance diagnostics."""
+        return self.root / "twins"
+
+    @property
+    def estimates(self) -> Path:
+        """Event studies, the staggered cross-check and the headline effects."""
+        return self.root / "estimates"
 
 
 # --------------------------------------------------------------------------- synth
@@ -220,6 +232,54 @@ class PanelSection(_Section):
         description="Real amounts are in the average consumer prices of this year.")
 
 
+# --------------------------------------------------------------------------- twins
+
+
+class TwinsSection(_Section):
+    """How statistical twins are matched (R MatchIt vocabulary; see impact.twins.riskset)."""
+
+    pool: Literal["not_yet_treated", "never_treated"] = "not_yet_treated"
+    exact: list[str] = Field(
+        default_factory=lambda: ["sex", "age_band", "region_code", "edu_band", "employed_l1"],
+        description="Exact strata: twins share these features.")
+    distance: Literal["glm", "mahalanobis"] = "glm"
+    ps_scope: Literal["pooled", "per_cohort"] = "pooled"
+    caliper: float | None = Field(0.2, gt=0, description="In SD of the logit score (glm).")
+    ratio: int = Field(5, ge=1, le=50, description="Twins per treated person (k).")
+    replace: bool = True
+    seed: int = Field(0, ge=0)
+    max_abs_smd: float = Field(0.1, gt=0, description="Balance gate: largest |SMD| after.")
+    max_unmatched_share: float = Field(0.05, ge=0, le=1,
+                                       description="Balance gate: treated without twins.")
+    gate_min_treated: int = Field(100, ge=1, description="Cohort groups for the gate.")
+
+    @model_validator(mode="after")
+    def _known_features(self) -> TwinsSection:
+        from impact.twins.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+
+        known = {*CATEGORICAL_FEATURES, *NUMERIC_FEATURES}
+        bad = [c for c in self.exact if c not in known]
+        if bad:
+            raise ValueError(f"exact: unknown matching features {bad}; known: "
+                             f"{sorted(known)}")
+        return self
+
+    def settings(self) -> object:
+        """The :class:`impact.twins.riskset.TwinSettings` of this section."""
+        from impact.twins.riskset import TwinSettings
+
+        values = self.model_dump()
+        values["exact"] = tuple(values["exact"])
+        return TwinSettings(**values)
+
+
+class EstimatesSection(_Section):
+    """Inference settings of the estimators."""
+
+    reps: int = Field(999, ge=99, description="Multiplier-bootstrap replications.")
+    seed: int = Field(0, ge=0)
+
+
 # --------------------------------------------------------------------------- evaluation
 
 
@@ -232,6 +292,8 @@ class EvaluationConfig(_Section):
     )
     ingest: IngestSection = Field(default_factory=IngestSection)
     panel: PanelSection = Field(default_factory=PanelSection)
+    twins: TwinsSection = Field(default_factory=TwinsSection)
+    estimates: EstimatesSection = Field(default_factory=EstimatesSection)
 
     _source_file: Path | None = PrivateAttr(None)
 
