@@ -54,3 +54,14 @@ def test_staggered_cross_check_sits_beside_the_matched_estimate(stages) -> None:
     z = cmp["z"].to_numpy()
     assert np.isfinite(z).all()
     assert est.disagreements == int(cmp["disagree"].sum())
+
+
+def test_refutation_and_sensitivity_stored_with_the_estimates(stages) -> None:
+    out, _, _, _ = stages
+    ref = json.loads((out / "estimates" / "refutation.json").read_text())
+    assert ref, "no headline horizon refuted"
+    for h in ref.values():
+        names = {r["name"] for r in h["refutation"]["refutations"]}
+        assert names == {"placebo_treatment", "random_common_cause", "data_subset"}
+        assert h["e_value"]["e_value"] >= 1.0
+        assert "critical_gamma" in h["rosenbaum"]

@@ -12,7 +12,8 @@ usable from a notebook. Each stage reads what the previous one wrote under the d
     (start, leaving) with the naive comparison for earnings (``event_study.parquet``), the
     staggered ATT(g,t) cross-check on the same matched persons
     (``staggered_dynamic.parquet``), the side-by-side comparison with disagreement flags
-    (``comparison.parquet``) and ``headline.json`` (earnings 6/12/24 months after leaving).
+    (``comparison.parquet``), ``headline.json`` (earnings 6/12/24 months after leaving) and
+    ``refutation.json`` (DoWhy refuters, E-values and Rosenbaum bounds at those horizons).
 """
 
 from __future__ import annotations
@@ -120,6 +121,85 @@ def staggered_on_matched(arrays: PanelArrays, pairs: pl.DataFrame, *,
     return agg.table.rename({"e": "event_time"}) if "e" in agg.table.columns else agg.table
 
 
+def matched_cross_section(arrays: PanelArrays, traj: Any, outcome: str, horizon: int,
+                          clock: str = "end",
+                          baseline: tuple[int, int] = (-12, -1)) -> pl.DataFrame:
+    """The matched sample at one horizon as a cross-section, for refutation.
+
+    One row per treated person (weight 1) and one per (treated, twin) pair (weight: the
+    pair's matching weight renormalised over the twins observed at the horizon), with
+    ``change`` = outcome at the horizon minus the pre-period baseline, the matching
+    features of the cohort month (numeric ones) and ``set`` (the treated person's matched
+    set, for clustering). Units or twins not observed at the horizon are left out.
+    """
+    from impact.twins.features import NUMERIC_FEATURES, features_at
+
+    grid = traj.grid(clock)
+    i = grid.column(horizon)
+    base_t, base_w = traj.baseline(outcome, baseline)
+    yt = grid.treated[outcome][:, i].astype(np.float64) - base_t
+    yw = grid.twins[outcome][:, i].astype(np.float64) - base_w
+    pt = traj.pair_treated
+    ok_w = np.isfinite(yw)
+    w = np.where(ok_w, traj.weight, 0.0)
+    wsum = np.bincount(pt, weights=w, minlength=traj.n_treated)
+    keep_t = np.isfinite(yt) & (wsum > 0)
+    w = np.where(ok_w & keep_t[pt], w / np.where(wsum[pt] > 0, wsum[pt], 1.0), 0.0)
+    rows_t = np.nonzero(keep_t)[0]
+    rows_w = np.nonzero(w > 0)[0]
+    parts = []
+    for cohort in np.unique(traj.cohort[rows_t]):
+        t_rows = rows_t[traj.cohort[rows_t] == cohort]
+        w_rows = rows_w[traj.cohort[pt[rows_w]] == cohort]
+        pids = np.r_[traj.treated_pid[t_rows], traj.twin_pid[w_rows]]
+        feats = features_at(arrays, int(cohort), pids).select(NUMERIC_FEATURES)
+        parts.append(feats.with_columns(
+            pl.Series("treated", np.r_[np.ones(t_rows.size, np.int8),
+                                       np.zeros(w_rows.size, np.int8)]),
+            pl.Series("change", np.r_[yt[t_rows], yw[w_rows]]),
+            pl.Series("weight", np.r_[np.ones(t_rows.size), w[w_rows]]),
+            pl.Series("set", np.r_[t_rows, pt[w_rows]].astype(np.int64)),
+        ))
+    return pl.concat(parts)
+
+
+def refute_and_sensitivity(arrays: PanelArrays, traj: Any, res: Any, *,
+                           outcome: str = "earnings_real", horizons: tuple[int, ...] = HORIZONS,
+                           seed: int = 0) -> dict[str, Any]:
+    """DoWhy refuters, E-values and Rosenbaum bounds for the headline horizons.
+
+    The refuters run on :func:`matched_cross_section` with the numeric matching features as
+    common causes and the event study's SE for the pass rules. Rosenbaum bounds use the
+    per-treated matched differences of the event study; E-values standardise the effect by
+    the weighted SD of the twins' changes.
+    """
+    from impact.estimate.refute import refute_matched
+    from impact.estimate.sensitivity import e_value, outcome_sd_among_twins, rosenbaum_gamma
+    from impact.twins.features import NUMERIC_FEATURES
+
+    out: dict[str, Any] = {}
+    have = set(res.event_time.tolist())
+    for h in horizons:
+        if h not in have:
+            continue
+        r = res.at(h)
+        frame = matched_cross_section(arrays, traj, outcome, h, clock=res.clock)
+        causes = [c for c in NUMERIC_FEATURES if frame[c].n_unique() > 1]
+        report = refute_matched(frame, treatment="treated", outcome="change",
+                                common_causes=causes, weights="weight", cluster="set",
+                                seed=seed, se=r["se"], placebo_reps=50, subset_reps=25,
+                                random_common_cause_reps=25)
+        sd = outcome_sd_among_twins(frame, treatment="treated", outcome="change",
+                                    weights="weight")
+        ev = e_value(r["att"], (r["ci_low"], r["ci_high"]), outcome_sd=sd)
+        diffs = res.unit_effect[:, res._col(h)]
+        rb = rosenbaum_gamma(diffs[np.isfinite(diffs)],
+                             alternative="greater" if r["att"] >= 0 else "less")
+        out[str(h)] = {"att": r["att"], "se": r["se"], "refutation": report.to_dict(),
+                       "e_value": ev.to_dict(), "rosenbaum": rb.to_dict()}
+    return out
+
+
 def run_estimates(arrays: PanelArrays, pairs: pl.DataFrame, treatment: pl.DataFrame,
                   sources: Path, out: Path, *, reps: int = 999, seed: int = 0) -> EstimatesSummary:
     """Matched event studies, the staggered cross-check and their comparison, to ``out``."""
@@ -134,6 +214,7 @@ def run_estimates(arrays: PanelArrays, pairs: pl.DataFrame, treatment: pl.DataFr
     t0 = time.perf_counter()
     tables = []
     headline: dict[str, Any] = {}
+    end_earnings = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         for outcome in traj.outcomes:
@@ -145,6 +226,7 @@ def run_estimates(arrays: PanelArrays, pairs: pl.DataFrame, treatment: pl.DataFr
                 if outcome == "earnings_real" and clock == "end":
                     headline = {str(h): res.at(h) for h in HORIZONS
                                 if h in set(res.event_time.tolist())}
+                    end_earnings = res
     event_study = pl.concat(tables, how="diagonal_relaxed")
     secs["matched_event_studies"] = time.perf_counter() - t0
     _atomic_parquet(event_study, out / "event_study.parquet")
@@ -163,6 +245,11 @@ def run_estimates(arrays: PanelArrays, pairs: pl.DataFrame, treatment: pl.DataFr
          / (pl.col("se_matched") ** 2 + pl.col("se_staggered") ** 2).sqrt()).alias("z"),
     ).with_columns((pl.col("z").abs() > DISAGREEMENT_Z).alias("disagree")).sort("event_time")
     _atomic_parquet(cmp, out / "comparison.parquet")
+    t0 = time.perf_counter()
+    refutation = (refute_and_sensitivity(arrays, traj, end_earnings, seed=seed)
+                  if end_earnings is not None else {})
+    secs["refutation"] = time.perf_counter() - t0
+    _atomic_json(refutation, out / "refutation.json")
     n_treated = int(pairs["treated_pid"].n_unique())
     _atomic_json({"outcome": "earnings_real", "clock": "end", "unit": "EUR per month, "
                   "real (CPI base year)", "horizons": headline,
