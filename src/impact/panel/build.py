@@ -128,7 +128,8 @@ class _Year:
 
 def _subset_states(grid: pl.LazyFrame, inp: _Inputs, first: date, last: date) -> pl.LazyFrame:
     """ILA and prior-learning running sums, computed only for persons with such records."""
-    sub = grid.select("pid", "month").join(inp.ila_persons, on="pid", how="semi")
+    sub = (grid.select("pid", "month").join(inp.ila_persons, on="pid", how="semi")
+           .sort("pid", "month"))
     sub = state.cumulate(sub, inp.ila, learning.ILA_CUMULATIVE, first, last)
     return state.cumulate(sub, inp.prior, learning.PRIOR_CUMULATIVE, first, last)
 
@@ -148,8 +149,11 @@ def slice_panel(inp: _Inputs, year: _Year, first: date, last: date,
     grid = demography.person_months(persons, first, last).sort("pid", "month").collect()
     k = grid.select("pid", "month").lazy()
     keys = ["pid", "month"]
+    lo, hi = (pids if pids is not None else (0, inp.persons.height))
 
     def left(right: pl.LazyFrame, on: list[str] | str = keys) -> pl.LazyFrame:
+        if on != "month":  # only this chunk's persons enter the hash table
+            right = right.filter(pl.col("pid").is_between(lo, hi, closed="left"))
         return k.join(right, on=on, how="left", maintain_order="left").drop(keys)
 
     def drop_keys(frame: pl.LazyFrame) -> pl.LazyFrame:

@@ -16,8 +16,10 @@ the slice are ignored.
 Assumptions
 -----------
 * The grid has columns ``key`` (the person: ``pid`` by default) and ``month`` (first day of
-  the month) and holds every month of the slice for which a person is in the panel; states
-  are computed along ``month`` within a person.
+  the month), is **sorted by key and month**, and holds every month of the slice for which
+  a person is in the panel; states are computed along ``month`` within a person. Sorting
+  lets the states be running sums and forward fills over the whole column, restarted at
+  each person's first row, instead of window functions grouped by person.
 * Event frames have ``key``, ``month`` (first day of the month in which the event takes
   effect) and the value columns.
 """
@@ -36,6 +38,11 @@ def _clip(events: pl.LazyFrame, first: date, last: date) -> pl.LazyFrame:
         pl.max_horizontal(pl.col("month"), pl.lit(first)).alias("month"))
 
 
+def _first_row(key: str) -> pl.Expr:
+    """True on the first row of each person (the grid is sorted by person)."""
+    return (pl.col(key) != pl.col(key).shift(1)).fill_null(True)
+
+
 def cumulate(grid: pl.LazyFrame, events: pl.LazyFrame, columns: Sequence[str], first: date,
              last: date, key: str = "pid") -> pl.LazyFrame:
     """Add running sums of the event deltas ``columns`` to ``grid``.
@@ -43,7 +50,7 @@ def cumulate(grid: pl.LazyFrame, events: pl.LazyFrame, columns: Sequence[str], f
     Parameters
     ----------
     grid
-        Person-months of the slice ``first``..``last``.
+        Person-months of the slice ``first``..``last``, sorted by ``key`` and ``month``.
     events
         ``key``, ``month`` and the delta columns; several events per person-month
         are summed.
@@ -52,12 +59,17 @@ def cumulate(grid: pl.LazyFrame, events: pl.LazyFrame, columns: Sequence[str], f
         before the first event).
     first, last
         The slice's first and last month.
+    key
+        Person column.
     """
     deltas = _clip(events, first, last).group_by(key, "month").agg(
         pl.col(c).sum() for c in columns)
-    return grid.join(deltas, on=[key, "month"], how="left", maintain_order="left").with_columns(
-        pl.col(c).fill_null(0).cum_sum().over(key, order_by="month")
-        for c in columns)
+    joined = grid.join(deltas, on=[key, "month"], how="left", maintain_order="left")
+    # running sum over the column, minus its value before the person's first row
+    return joined.with_columns(pl.col(c).fill_null(0) for c in columns).with_columns(
+        (pl.col(c).cum_sum()
+         - pl.when(_first_row(key)).then(pl.col(c).cum_sum() - pl.col(c)).forward_fill())
+        .alias(c) for c in columns)
 
 
 def carry_forward(grid: pl.LazyFrame, events: pl.LazyFrame, columns: Sequence[str],
@@ -67,7 +79,7 @@ def carry_forward(grid: pl.LazyFrame, events: pl.LazyFrame, columns: Sequence[st
     Parameters
     ----------
     grid
-        Person-months of the slice ``first``..``last``.
+        Person-months of the slice ``first``..``last``, sorted by ``key`` and ``month``.
     events
         ``key``, ``month``, ``order`` (e.g. the event date) and the value columns;
         of several events in one person-month the one with the greatest ``order`` wins.
@@ -77,9 +89,15 @@ def carry_forward(grid: pl.LazyFrame, events: pl.LazyFrame, columns: Sequence[st
         Column that orders events within a month (ties keep the later row).
     first, last
         The slice's first and last month.
+    key
+        Person column.
     """
     latest = (_clip(events, first, last)
               .group_by(key, "month")
-              .agg(pl.col(c).sort_by(order, maintain_order=True).last() for c in columns))
-    return grid.join(latest, on=[key, "month"], how="left", maintain_order="left").with_columns(
-        pl.col(c).forward_fill().over(key, order_by="month") for c in columns)
+              .agg(*[pl.col(c).sort_by(order, maintain_order=True).last() for c in columns],
+                   pl.lit(True).alias("__event")))
+    joined = grid.join(latest, on=[key, "month"], how="left", maintain_order="left")
+    # row of the latest event of the person (or the person's first row when none yet)
+    src = (pl.when(pl.col("__event").is_not_null() | _first_row(key))
+           .then(pl.int_range(pl.len(), dtype=pl.UInt32)).forward_fill())
+    return joined.with_columns(pl.col(c).gather(src) for c in columns).drop("__event")
