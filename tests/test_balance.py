@@ -9,7 +9,15 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from impact.balance import balance_gate, balance_table, love_plot_data, weighted_ks
+from impact.balance import (
+    balance_gate,
+    balance_parts,
+    balance_table,
+    balance_table_from_parts,
+    ks_grid,
+    love_plot_data,
+    weighted_ks,
+)
 from impact.twins import MatchOptions, match
 
 # Tiny example, computed by hand below (4 treated, 6 controls; the last treated unit is
@@ -165,3 +173,86 @@ def test_love_plot_data_is_long_and_ordered() -> None:
     assert lp["stage"].to_list()[:2] == ["before", "after"]
     firsts = lp.filter(pl.col("stage") == "before")["abs_smd"].to_list()
     assert firsts == sorted(firsts, reverse=True)
+
+
+def _cohorts(seed: int) -> list[pl.DataFrame]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for k, n in enumerate((300, 40, 500)):
+        d = rng.random(n) < 0.2
+        out.append(
+            pl.DataFrame(
+                {
+                    "d": d,
+                    "x": np.round(rng.normal(size=n) + 0.4 * d, 1),  # ties within and across
+                    "i": rng.integers(0, 4, n),
+                    # level "z" only in the last sample, "a" rare
+                    "c": rng.choice(["a", "b", "c", "z"][: 3 + (k == 2)], n),
+                    "w": np.where(d, 1.0, rng.integers(0, 3, n) / 2),
+                }
+            )
+        )
+    return out
+
+
+def test_merged_parts_equal_the_table_of_the_stacked_samples() -> None:
+    """Balance over several samples from their parts (candidates as sufficient statistics on
+    a shared KS grid) equals the plain table of the stacked frames."""
+    frames = _cohorts(3)
+    covs = ["x", "i", "c"]
+    stacked = pl.concat(frames)
+    grid = ks_grid(stacked.filter(pl.col("d")), ["x", "i"])
+    parts = [
+        balance_parts(f, treatment="d", covariates=covs, weights="w", grid=grid) for f in frames
+    ]
+    merged = balance_table_from_parts(parts)
+    direct = balance_table(stacked, treatment="d", covariates=covs, weights="w")
+    assert merged["covariate"].to_list() == direct["covariate"].to_list()
+    for col in direct.columns:
+        if direct[col].dtype.is_numeric():
+            np.testing.assert_allclose(
+                merged[col].to_numpy().astype(float),
+                direct[col].to_numpy().astype(float),
+                rtol=1e-10,
+                atol=1e-12,
+                err_msg=col,
+            )
+    # the KS statistic before matching is the two-sample statistic of the stacked data
+    xt = stacked.filter(pl.col("d"))["x"].to_numpy()
+    xc = stacked.filter(~pl.col("d"))["x"].to_numpy()
+    assert _row(merged, "x")["ks_before"] == pytest.approx(stats.ks_2samp(xt, xc).statistic)
+    # a grid without every treated value is refused
+    with pytest.raises(ValueError, match="grid"):
+        balance_table_from_parts(
+            [
+                balance_parts(
+                    f,
+                    treatment="d",
+                    covariates=covs,
+                    weights="w",
+                    grid=ks_grid(frames[0], ["x", "i"]),
+                )
+                for f in frames
+            ]
+        )
+
+
+def test_candidate_sample_only_changes_the_ks_before_matching() -> None:
+    df = _confounded(4000, seed=4)
+    res = match(df, treatment="d", id="pid", features=["age", "income"])
+    df = res.attach_weights(df)
+    covs = ["age", "income", "region", "female"]
+    full = balance_table(df, treatment="d", covariates=covs, weights="weight")
+    parts = balance_parts(df, treatment="d", covariates=covs, weights="weight", ks_sample=800)
+    assert parts.candidates.sampled
+    sampled = balance_table_from_parts([parts])
+    for col in full.columns:
+        if col != "ks_before" and full[col].dtype.is_numeric():
+            np.testing.assert_allclose(
+                sampled[col].to_numpy().astype(float),
+                full[col].to_numpy().astype(float),
+                rtol=1e-12,
+                err_msg=col,
+            )
+    gap = (sampled["ks_before"] - full["ks_before"]).abs().max()
+    assert 0 < gap < 0.06  # ~1/sqrt(800)

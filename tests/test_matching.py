@@ -529,3 +529,131 @@ def test_constant_and_collinear_features_are_aliased_like_glm() -> None:
     base = PropensityModel().fit(df, treatment="d", features=["x1", "x2"])
     assert full.aliased_ == ["const", "combo"]
     np.testing.assert_allclose(full.logit(df), base.logit(df), atol=1e-8)
+
+
+# --------------------------------------------------------------------------- mahvars
+
+
+def _reference_mahvars(df, score, caliper, k, exact, seed, mahvars):
+    """Literal MatchIt mahvars rule: among the controls within the score caliper (same
+    stratum), the k nearest in Mahalanobis distance (pooled within-group covariance of the
+    standardised features), ties by tie key."""
+    key = _key_rank(df, seed)
+    x = df.select(mahvars).to_numpy().astype(float)
+    x = (x - x.mean(axis=0)) / x.std(axis=0)
+    d = df["d"].to_numpy()
+    cov = (
+        np.cov(x[d], rowvar=False) * (d.sum() - 1) + np.cov(x[~d], rowvar=False) * ((~d).sum() - 1)
+    ) / (len(d) - 2)
+    prec = np.linalg.inv(cov)
+    rows = df.with_columns(pl.Series("s", score)).with_row_index("_i").to_dicts()
+    out = set()
+    for t in (r for r in rows if r["d"]):
+        cands = []
+        for c in rows:
+            if c["d"] or abs(t["s"] - c["s"]) > caliper:
+                continue
+            if not all(c[e] == t[e] for e in exact):
+                continue
+            diff = x[t["_i"]] - x[c["_i"]]
+            cands.append((float(np.sqrt(diff @ prec @ diff)), key[c["pid"]], c["pid"]))
+        cands.sort()
+        out |= {(t["pid"], pid) for _, _, pid in cands[:k]}
+    return out
+
+
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("exact", [[], ["sex"]])
+def test_mahvars_take_the_mahalanobis_nearest_within_the_score_caliper(k, exact) -> None:
+    df = _frame(500, seed=31).with_columns(
+        pl.Series("x3", np.random.default_rng(5).normal(size=500))
+    )
+    score = 0.8 * df["x1"].to_numpy() - 0.5 * df["x2"].to_numpy()
+    df = df.with_columns(pl.Series("ps", score))
+    caliper = 0.3
+    opts = MatchOptions(
+        ps_model="precomputed",
+        mahvars=("x1", "x3"),
+        mahvars_candidates=10_000,  # every control of the caliper is a candidate
+        caliper=caliper,
+        std_caliper=False,
+        ratio=k,
+        exact=exact or None,
+        seed=3,
+    )
+    res = match(df, treatment="d", id="pid", score="ps", options=opts)
+    expected = _reference_mahvars(df, score, caliper, k, exact, 3, ["x1", "x3"])
+    assert _pairs_set(res) == expected and expected
+    # every pair within the score caliper, distance = Mahalanobis distance
+    s = dict(zip(df["pid"].to_list(), score.tolist(), strict=True))
+    gaps = [abs(s[t] - s[c]) for t, c in _pairs_set(res)]
+    assert max(gaps) <= caliper
+    # the same treated are matched as with the score alone (the caliper decides)
+    plain = match(
+        df,
+        treatment="d",
+        id="pid",
+        score="ps",
+        options=MatchOptions(
+            ps_model="precomputed",
+            caliper=caliper,
+            std_caliper=False,
+            ratio=k,
+            exact=exact or None,
+            seed=3,
+        ),
+    )
+    assert set(res.pairs["treated_id"]) == set(plain.pairs["treated_id"])
+    assert res.unmatched["treated_id"].to_list() == plain.unmatched["treated_id"].to_list()
+
+
+def test_mahvars_with_few_candidates_stay_within_the_caliper_and_improve_the_match() -> None:
+    df = _frame(2000, seed=32)
+    score = df["x1"].to_numpy() + 0.1 * df["x2"].to_numpy()
+    df = df.with_columns(pl.Series("ps", score))
+    base = {"ps_model": "precomputed", "caliper": 0.5, "std_caliper": False, "ratio": 2}
+    maha = match(
+        df,
+        treatment="d",
+        id="pid",
+        score="ps",
+        options=MatchOptions(**base, mahvars=("x2",), mahvars_candidates=20),
+    )
+    plain = match(df, treatment="d", id="pid", score="ps", options=MatchOptions(**base))
+    s = dict(zip(df["pid"].to_list(), score.tolist(), strict=True))
+    x2 = dict(zip(df["pid"].to_list(), df["x2"].to_list(), strict=True))
+    assert all(abs(s[t] - s[c]) <= 0.5 for t, c in _pairs_set(maha))
+
+    def gap(res):
+        return np.mean([abs(x2[t] - x2[c]) for t, c in _pairs_set(res)])
+
+    assert gap(maha) < 0.5 * gap(plain)  # x2 is matched closely among score neighbours
+
+
+def test_mahvars_options_are_validated() -> None:
+    with pytest.raises(ValueError, match="caliper"):
+        MatchOptions(mahvars=("x1",), caliper=None)
+    with pytest.raises(ValueError, match="replace"):
+        MatchOptions(mahvars=("x1",), replace=False)
+    with pytest.raises(ValueError, match="glm"):
+        MatchOptions(distance="mahalanobis", m_order="random", mahvars=("x1",))
+    with pytest.raises(ValueError, match="mahvars_candidates"):
+        MatchOptions(mahvars=("x1",), mahvars_candidates=0)
+    assert MatchOptions(mahvars=()).mahvars is None
+
+
+def test_logit_without_the_design_matrix_and_enum_features() -> None:
+    df = _frame(800, seed=33)
+    model = PropensityModel().fit(df, treatment="d", features=["x1", "x2", "sex", "region"])
+    x = model.spec_.transform(df)
+    np.testing.assert_allclose(model.logit(df), x @ model.coef_ + model.intercept_, atol=1e-12)
+    # Enum columns (with unused categories) give the same design as strings
+    cats = ["kurzeme", "latgale", "riga", "vidzeme"]
+    enum = df.with_columns(
+        pl.col("region").cast(pl.Enum(cats)), pl.col("sex").cast(pl.Enum(["f", "m"]))
+    )
+    e_model = PropensityModel().fit(enum, treatment="d", features=["x1", "x2", "sex", "region"])
+    assert e_model.feature_names_ == model.feature_names_
+    np.testing.assert_allclose(e_model.logit(enum), model.logit(df), atol=1e-10)
+    with pytest.raises(ValueError, match="unseen"):
+        model.logit(enum.with_columns(pl.lit("vidzeme").cast(pl.Enum(cats)).alias("region")))

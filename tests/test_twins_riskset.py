@@ -10,9 +10,18 @@ import numpy as np
 import polars as pl
 import pytest
 
-from impact.twins.features import PanelArrays, features_at
+from impact.balance import balance_table
+from impact.twins.features import (
+    ISCED_FIELD_GROUPS,
+    ISCO_GROUPS,
+    NACE_A10,
+    PanelArrays,
+    features_at,
+)
 from impact.twins.riskset import (
     TwinSettings,
+    _pooled_balance,
+    cohort_frame,
     cohort_groups,
     match_cohort,
     match_cohorts,
@@ -102,10 +111,12 @@ def test_exact_strata_and_caliper_are_respected(twins) -> None:
 
 
 def test_same_seed_same_twins(arrays, twins) -> None:
+    first = [c.cohort for c in twins.cohorts[:4]]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        again = match_cohorts(arrays, TwinSettings(gate_min_treated=10))
-    assert again.pairs.equals(twins.pairs)
+        a = match_cohorts(arrays, TwinSettings(gate_min_treated=10), cohorts=first)
+        b = match_cohorts(arrays, TwinSettings(gate_min_treated=10), cohorts=first)
+    assert a.pairs.height and a.pairs.equals(b.pairs)
     one = match_cohort(arrays, arrays.month_index(twins.cohorts[0].cohort), TwinSettings(
         ps_scope="per_cohort"))
     assert one.result.n_treated == twins.cohorts[0].result.n_treated
@@ -135,3 +146,87 @@ def test_cohort_groups() -> None:
     assert cohort_groups([60, 50, 10], 100) == [0, 0, 0]
     assert cohort_groups([60, 50, 120, 10], 100) == [0, 0, 1, 1]
     assert cohort_groups([], 100) == []
+
+
+def test_coarse_groups_map_every_level(arrays) -> None:
+    assert set(NACE_A10) == set("ABCDEFGHIJKLMNOPQRSTU")  # every NACE Rev. 2 section
+    assert sorted(set(NACE_A10.values())) == sorted(
+        ["A", "B-E", "F", "G-I", "J", "K", "L", "M-N", "O-Q", "R-U"]
+    )
+    assert set(ISCO_GROUPS) == set("123456789")
+    m = arrays.month_index(date(2025, 6, 1))
+    f = features_at(arrays, m, np.arange(arrays.n_persons)).with_columns(
+        pl.col("*").exclude("pid").cast(pl.String)
+    )
+    nace = f["nace_section"].replace_strict(NACE_A10, default=f["nace_section"])
+    assert f["nace_group"].equals(nace.alias("nace_group"))
+    field = f["isced_field"].replace_strict(ISCED_FIELD_GROUPS, default=f["isced_field"])
+    assert f["isced_field_group"].equals(field.alias("isced_field_group"))
+    isco = f["isco_major"].replace_strict(ISCO_GROUPS, default=f["isco_major"])
+    assert f["isco_group"].equals(isco.alias("isco_group"))
+    assert f["nace_group"].n_unique() < f["nace_section"].n_unique()
+
+
+def test_group_balance_equals_the_table_of_the_stacked_cohorts(arrays, twins) -> None:
+    """Cohort-group balance (from per-cohort parts) = balance_table on the stacked frames."""
+    s = twins.settings
+    members = [c for c in twins.cohorts if c.result.n_treated][:3]
+    frames = []
+    for c in members:
+        df, _ = cohort_frame(arrays, arrays.month_index(c.cohort), s.pool)
+        w = c.frame.select("pid", "weight")
+        frames.append(df.join(w, on="pid", how="left").with_columns(pl.col("weight").fill_null(0)))
+    direct = balance_table(
+        pl.concat(frames), treatment="treated", covariates=s.covariates, weights="weight"
+    )
+    merged = _pooled_balance(members)
+    assert merged["covariate"].to_list() == direct["covariate"].to_list()
+    for col in ("smd_before", "smd_after", "ks_before", "ks_after", "vr_after"):
+        np.testing.assert_allclose(
+            merged[col].to_numpy().astype(float),
+            direct[col].to_numpy().astype(float),
+            rtol=1e-9,
+            atol=1e-12,
+            err_msg=col,
+        )
+
+
+def test_load_handles_late_entrants_and_levels_arriving_out_of_order(tmp_path) -> None:
+    """A person entering mid-year gets a pseudonym; levels seen first in a later year are
+    sorted with the others and the codes of earlier years remapped."""
+    from impact.twins.features import CATEGORIES, SERIES
+
+    rows = []
+    for year, pid, months, nace in (
+        (2021, 0, range(1, 13), "J"),
+        (2022, 0, range(1, 13), "C"),
+        (2022, 1, range(3, 13), None),  # enters in March 2022
+    ):
+        for mo in months:
+            rows.append(
+                {
+                    "pid": pid,
+                    "month": date(year, mo, 1),
+                    "person_code": f"P{pid}",
+                    "sex": "F" if pid else "M",
+                    "ila_first_start": date(2022, 6, 1) if pid else None,
+                    **{c: 1 for c in SERIES},
+                    "earnings_real": 100.0 * pid + mo,
+                    **{c: None for c in CATEGORIES},
+                    "nace_section": nace,
+                }
+            )
+    df = pl.DataFrame(rows).with_columns(pl.col(c).cast(pl.String) for c in CATEGORIES)
+    for year in (2021, 2022):
+        part = tmp_path / f"year={year}"
+        part.mkdir()
+        df.filter(pl.col("month").dt.year() == year).write_parquet(part / "part-0.parquet")
+    a = PanelArrays.load(tmp_path, date(2021, 1, 1), date(2022, 12, 1))
+    assert a.person_code.tolist() == ["P0", "P1"] and a.sex.tolist() == ["M", "F"]
+    assert a.first_start.tolist() == [-1, 17]
+    assert a.levels["nace_section"] == ["C", "J"]
+    nace = np.array([*a.levels["nace_section"], None], dtype=object)[a.codes["nace_section"]]
+    assert nace[0, :12].tolist() == ["J"] * 12 and nace[0, 12:].tolist() == ["C"] * 12
+    assert (nace[1] == None).all()  # noqa: E711 - elementwise
+    assert a.series["earnings_real"][1, 14] == 103.0 and a.series["age"][1, 13] == -1
+    assert a.series["earnings_real"].flags.f_contiguous

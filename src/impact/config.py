@@ -251,14 +251,21 @@ class TwinsSection(_Section):
     max_abs_smd: float = Field(0.1, gt=0, description="Balance gate: largest |SMD| after.")
     max_unmatched_share: float = Field(0.05, ge=0, le=1,
                                        description="Balance gate: treated without twins.")
-    gate_min_treated: int = Field(100, ge=1, description="Cohort groups for the gate.")
+    gate_min_treated: int = Field(1000, ge=1, description="Cohort groups for the gate.")
+    mahvars: list[str] | None = Field(
+        None, description="MatchIt mahvars: Mahalanobis ranking within the caliper.")
+    smd_binary: Literal["std", "raw"] = "std"
 
     @model_validator(mode="after")
     def _known_features(self) -> TwinsSection:
-        from impact.twins.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+        from impact.twins.features import (
+            CATEGORICAL_FEATURES,
+            COARSE_FEATURES,
+            NUMERIC_FEATURES,
+        )
 
-        known = {*CATEGORICAL_FEATURES, *NUMERIC_FEATURES}
-        bad = [c for c in self.exact if c not in known]
+        known = {*CATEGORICAL_FEATURES, *NUMERIC_FEATURES, *COARSE_FEATURES}
+        bad = [c for c in [*self.exact, *(self.mahvars or [])] if c not in known]
         if bad:
             raise ValueError(f"exact: unknown matching features {bad}; known: "
                              f"{sorted(known)}")
@@ -270,6 +277,8 @@ class TwinsSection(_Section):
 
         values = self.model_dump()
         values["exact"] = tuple(values["exact"])
+        if values["mahvars"] is not None:
+            values["mahvars"] = tuple(values["mahvars"])
         return TwinSettings(**values)
 
 

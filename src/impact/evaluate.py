@@ -35,6 +35,8 @@ from impact.twins.riskset import write as write_twins
 
 #: Event times (months after leaving) reported as headline horizons.
 HORIZONS = (6, 12, 24)
+#: Fewest treated persons with an estimate for which refuters and bounds are computed.
+MIN_TREATED_REFUTE = 20
 #: Disagreement flag: matched and staggered estimates differ by more than this many
 #: combined standard errors.
 DISAGREEMENT_Z = 2.0
@@ -183,6 +185,13 @@ def refute_and_sensitivity(arrays: PanelArrays, traj: Any, res: Any, *,
         if h not in have:
             continue
         r = res.at(h)
+        diffs = res.unit_effect[:, res._col(h)]
+        n_used = int(np.isfinite(diffs).sum())
+        if not (np.isfinite(r["se"]) and r["se"] > 0) or n_used < MIN_TREATED_REFUTE:
+            out[str(h)] = {"att": r["att"], "se": r["se"], "skipped":
+                           f"{n_used} treated persons with an estimate and SE {r['se']}: "
+                           f"refutation needs at least {MIN_TREATED_REFUTE} and SE > 0"}
+            continue
         frame = matched_cross_section(arrays, traj, outcome, h, clock=res.clock)
         causes = [c for c in NUMERIC_FEATURES if frame[c].n_unique() > 1]
         report = refute_matched(frame, treatment="treated", outcome="change",
@@ -192,7 +201,6 @@ def refute_and_sensitivity(arrays: PanelArrays, traj: Any, res: Any, *,
         sd = outcome_sd_among_twins(frame, treatment="treated", outcome="change",
                                     weights="weight")
         ev = e_value(r["att"], (r["ci_low"], r["ci_high"]), outcome_sd=sd)
-        diffs = res.unit_effect[:, res._col(h)]
         rb = rosenbaum_gamma(diffs[np.isfinite(diffs)],
                              alternative="greater" if r["att"] >= 0 else "less")
         out[str(h)] = {"att": r["att"], "se": r["se"], "refutation": report.to_dict(),

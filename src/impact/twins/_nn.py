@@ -278,6 +278,42 @@ def match_with_replacement(
     )
 
 
+def match_mahvars(
+    searcher: LineSearcher,
+    points: np.ndarray,
+    t_maha: np.ndarray,
+    c_maha: np.ndarray,
+    k: int,
+    caliper: float,
+    n_candidates: int,
+) -> StratumMatch:
+    """MatchIt's ``mahvars`` with replacement: each treated unit takes the ``k`` controls
+    nearest in Mahalanobis distance (Euclidean on the whitened ``*_maha`` rows) among its
+    ``n_candidates`` score-nearest controls within ``caliper`` on the score. Ties by control
+    index (tie key). ``nearest`` and the unmatched reason refer to the score, as in
+    :func:`match_with_replacement`, so the same treated units are matched."""
+    n_t = len(points)
+    if searcher.n_controls == 0:
+        return _no_controls(n_t)
+    cand, dps = searcher.query(points, min(max(n_candidates, k), searcher.n_controls))
+    ok = (cand >= 0) & (dps <= caliper)
+    dm = np.full(cand.shape, np.inf)
+    chunk = max(1, 2_000_000 // max(cand.shape[1] * max(t_maha.shape[1], 1), 1))
+    for lo in range(0, n_t, chunk):  # bounded memory: rows x candidates x features
+        sl = slice(lo, lo + chunk)
+        diff = c_maha[np.maximum(cand[sl], 0)] - t_maha[sl, None, :]
+        dm[sl] = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+    dm = np.where(ok, dm, np.inf)
+    top, dist = _sort_rows(np.where(ok, cand, -1), dm, k)
+    got = (top >= 0) & np.isfinite(dist)
+    rows, cols = np.nonzero(got)
+    reason = np.where(got.any(axis=1), REASON_MATCHED, REASON_CALIPER).astype(np.int8)
+    nearest = np.where(cand[:, 0] >= 0, dps[:, 0], np.nan)
+    return StratumMatch(
+        rows.astype(np.int64), top[rows, cols], dist[rows, cols], cols + 1, reason, nearest
+    )
+
+
 def _first_duplicate(proposal: np.ndarray) -> int:
     """Position of the first entry equal to an earlier one (``len`` if none)."""
     _, first, inverse = np.unique(proposal, return_index=True, return_inverse=True)

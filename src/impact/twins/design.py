@@ -74,7 +74,7 @@ class DesignSpec:
         for name in features:
             dtype = frame.schema[name]
             if is_categorical(dtype):
-                levels = frame.get_column(name).cast(pl.String).unique().sort().to_list()
+                levels = _levels_present(frame.get_column(name))
                 cols.append(_Column(name, "categorical", levels=tuple(levels)))
             elif dtype.is_numeric() or dtype == pl.Boolean:
                 x = frame.get_column(name).cast(pl.Float64).to_numpy()
@@ -111,11 +111,7 @@ class DesignSpec:
                 out[:, j] = (x - c.mean) / c.sd if self.standardise else x
                 j += 1
                 continue
-            values = s.cast(pl.String)
-            unseen = values.filter(~values.is_in(list(c.levels))).unique().to_list()
-            if unseen:
-                raise ValueError(f"feature {c.name!r} has levels unseen at fit time: {unseen}")
-            codes = values.cast(pl.Enum(list(c.levels))).to_physical().to_numpy().astype(np.int64)
+            codes = _level_codes(s, c.levels)
             # dummies are 0/1, already on a good scale for the solver (not standardised)
             width = len(c.levels) - 1 if self.drop_first else len(c.levels)
             col = codes - 1 if self.drop_first else codes
@@ -123,3 +119,59 @@ class DesignSpec:
             out[np.flatnonzero(hit), j + col[hit]] = 1.0
             j += width
         return out
+
+    def linear(self, frame: pl.DataFrame, coef: np.ndarray) -> np.ndarray:
+        """``transform(frame) @ coef`` column by column, without building the matrix.
+
+        Memory ``O(n_rows)`` instead of ``O(n_rows x n_columns)``; the sum is accumulated in
+        column order, so it may differ from the matrix product in the last bits.
+        """
+        coef = np.asarray(coef, dtype=np.float64)
+        if coef.shape != (len(self.names),):
+            raise ValueError(f"coef must have {len(self.names)} entries")
+        check_no_nulls(frame, [c.name for c in self.columns])
+        acc = np.zeros(frame.height)
+        j = 0
+        for c in self.columns:
+            s = frame.get_column(c.name)
+            if c.kind == "numeric":
+                if coef[j] != 0:
+                    x = s.cast(pl.Float64).to_numpy()
+                    acc += ((x - c.mean) / c.sd if self.standardise else x) * coef[j]
+                j += 1
+                continue
+            width = len(c.levels) - 1 if self.drop_first else len(c.levels)
+            lut = coef[j : j + width]
+            if self.drop_first:
+                lut = np.r_[0.0, lut]
+            acc += lut[_level_codes(s, c.levels)]
+            j += width
+        return acc
+
+
+def _levels_present(s: pl.Series) -> list[str]:
+    """Sorted distinct values of a categorical column (as strings)."""
+    if isinstance(s.dtype, pl.Enum):
+        cats = np.array(s.dtype.categories.to_list(), dtype=object)
+        used = np.flatnonzero(np.bincount(s.to_physical().to_numpy(), minlength=cats.size))
+        return sorted(cats[used].tolist())
+    return s.cast(pl.String).unique().sort().to_list()
+
+
+def _level_codes(s: pl.Series, levels: Sequence[str]) -> np.ndarray:
+    """Position of every value of ``s`` among ``levels``; a level not listed raises."""
+    levels = list(levels)
+    if isinstance(s.dtype, pl.Enum):  # map the physical codes through a lookup table
+        cats = s.dtype.categories.to_list()
+        pos = {lv: i for i, lv in enumerate(levels)}
+        lut = np.array([pos.get(x, -1) for x in cats], dtype=np.int64)
+        codes = lut[s.to_physical().to_numpy()]
+        if (codes < 0).any():
+            unseen = sorted({cats[i] for i in np.unique(s.to_physical().to_numpy()[codes < 0])})
+            raise ValueError(f"feature {s.name!r} has levels unseen at fit time: {unseen}")
+        return codes
+    values = s.cast(pl.String)
+    unseen = values.filter(~values.is_in(levels)).unique().to_list()
+    if unseen:
+        raise ValueError(f"feature {s.name!r} has levels unseen at fit time: {unseen}")
+    return values.cast(pl.Enum(levels)).to_physical().to_numpy().astype(np.int64)

@@ -5,6 +5,12 @@ the panel's ``pid`` column, month index from the first loaded month). The featur
 cohort month ``m`` are then array slices over months ``< m``: there is no way for a value
 of month ``m`` or later to reach them (tests/test_twins_riskset.py plants such a change).
 
+Layout and speed: the arrays are column-major (the persons of one month are contiguous),
+so a cohort's features (a few months of nearly every person) are read from contiguous
+columns; categorical features are polars ``Enum`` columns built from integer codes (no
+Python string per row). The features of a set of persons do not depend on which other
+persons are computed with them (row-wise arithmetic in a fixed order).
+
 Features (the ILA report's section 9.3 list and more)
 ------------------------------------------------------
 ``earn_l1`` .. ``earn_l12``
@@ -22,6 +28,9 @@ Features (the ILA report's section 9.3 list and more)
 ``isced_level``, ``edu_band``, ``isced_field``, ``age``, ``age_band``, ``sex``,
 ``region_code``, ``urbanisation``, ``dependants``, ``prior_learning``
     Person at ``m-1`` (age at ``m``). ``edu_band``: low (ISCED 0-2), medium (3-4), high (5+).
+``nace_group``, ``isced_field_group``, ``isco_group``
+    Coarse groups of ``nace_section`` (NACE A*10), ``isced_field`` (ISCED 1997 broad groups)
+    and ``isco_major`` (:data:`COARSE_FEATURES`).
 
 Assumptions
 -----------
@@ -33,8 +42,10 @@ Assumptions
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +109,32 @@ CATEGORICAL_FEATURES = (
     "sector",
     "size_class",
 )
+#: Coarse versions of three detailed categorical features (same month, same source):
+#: ``nace_group``: NACE Rev. 2 sections in the A*10 aggregation (A, B-E, F, G-I, J, K, L, M-N,
+#: O-Q, R-U); ``isced_field_group``: ISCED-F 2013 broad fields grouped as the ISCED 1997
+#: broad groups (00, 01, 02, 03-04, 05-06, 07, 08, 09, 10); ``isco_group``: ISCO-08 major
+#: groups 1-3 (skilled non-manual), 4-5 (low-skilled non-manual), 6-7 (skilled manual),
+#: 8-9 (low-skilled manual), 0 (armed forces). Missing stays "none"/"unknown".
+COARSE_FEATURES = ("nace_group", "isced_field_group", "isco_group")
+NACE_A10 = {
+    "A": "A",
+    **dict.fromkeys("BCDE", "B-E"),
+    "F": "F",
+    **dict.fromkeys("GHI", "G-I"),
+    "J": "J",
+    "K": "K",
+    "L": "L",
+    **dict.fromkeys("MN", "M-N"),
+    **dict.fromkeys("OPQ", "O-Q"),
+    **dict.fromkeys("RSTU", "R-U"),
+}
+ISCED_FIELD_GROUPS = {"03": "03-04", "04": "03-04", "05": "05-06", "06": "05-06"}
+ISCO_GROUPS = {
+    **dict.fromkeys("123", "1-3"),
+    **dict.fromkeys("45", "4-5"),
+    **dict.fromkeys("67", "6-7"),
+    **dict.fromkeys("89", "8-9"),
+}
 #: Months of history the features need.
 HISTORY = 36
 
@@ -138,6 +175,14 @@ class PanelArrays:
     codes: dict[str, np.ndarray]
     levels: dict[str, list[str]]
 
+    @cached_property
+    def sex_codes(self) -> tuple[list[str], np.ndarray]:
+        """Sorted distinct values of ``sex`` and the code of each pid (-1: missing)."""
+        v = pl.Series(self.sex, dtype=pl.String)
+        cats = v.drop_nulls().unique().sort().to_list()
+        codes = v.cast(pl.Enum(cats)).to_physical().cast(pl.Int64).fill_null(-1).to_numpy()
+        return cats, codes
+
     @property
     def n_persons(self) -> int:
         return int(self.person_code.size)
@@ -155,7 +200,12 @@ class PanelArrays:
     def load(
         cls, panel_dir: Path, first: date | None = None, last: date | None = None
     ) -> PanelArrays:
-        """Read the panel's year partitions between ``first`` and ``last`` into arrays."""
+        """Read the panel's year partitions between ``first`` and ``last`` into arrays.
+
+        One query per year; values are scattered into the (column-major) arrays by a flat
+        index (``month * n_persons + pid``). Category levels are those seen in the loaded months
+        (sorted), codes are remapped to that order at the end.
+        """
         scan = pl.scan_parquet(panel_dir / "**" / "*.parquet", hive_partitioning=False)
         bounds = scan.select(
             pl.col("month").min().alias("a"),
@@ -167,43 +217,57 @@ class PanelArrays:
         n = int(bounds["n"][0]) + 1
         months = pl.date_range(first, last, "1mo", eager=True).to_list()
         t = len(months)
-        series = {c: np.zeros((n, t), dtype=d) for c, d in SERIES.items()}
+        # column-major: the persons of one month are contiguous, so the features of a cohort
+        # (a few months of nearly every person) are gathered from contiguous columns
+        series = {c: np.zeros((n, t), dtype=d, order="F") for c, d in SERIES.items()}
         series["age"][:] = -1
-        codes = {c: np.full((n, t), -1, dtype=np.int16) for c in CATEGORIES}
-        levels: dict[str, list[str]] = {}
-        for c in CATEGORIES:
-            values = scan.select(pl.col(c).drop_nulls().unique().sort()).collect()[c]
-            levels[c] = values.to_list()
+        codes = {c: np.full((n, t), -1, dtype=np.int16, order="F") for c in CATEGORIES}
+        seen: dict[str, list[str]] = {c: [] for c in CATEGORIES}  # levels in order of arrival
         person_code = np.empty(n, dtype=object)
         sex = np.empty(n, dtype=object)
         first_start = np.full(n, -1, dtype=np.int32)
-        cols = ["pid", "month", "person_code", "sex", "ila_first_start", *SERIES, *CATEGORIES]
+        month_index = (
+            (pl.col("month").dt.year() - first.year) * 12 + pl.col("month").dt.month() - first.month
+        )
+        # casts inside the query (parallel, strict: a value out of the array's range raises)
+        values = [pl.col(c).fill_null(0).cast(_POLARS_DTYPE[d]) for c, d in SERIES.items()]
+        cats = [pl.col(c).cast(pl.Categorical) for c in CATEGORIES]
+        person = ["pid", "person_code", "sex", "ila_first_start"]
         for year in range(first.year, last.year + 1):
-            part = scan.filter(
-                (pl.col("month").dt.year() == year) & pl.col("month").is_between(first, last)
-            ).select(cols)
-            df = part.with_columns(
-                *[
-                    pl.col(c).cast(pl.Enum(levels[c])).to_physical().cast(pl.Int16).fill_null(-1)
-                    for c in CATEGORIES
-                ],
-                (
-                    (pl.col("month").dt.year() - first.year) * 12
-                    + pl.col("month").dt.month()
-                    - first.month
+            in_year = (pl.col("month").dt.year() == year) & pl.col("month").is_between(first, last)
+            df = (
+                scan.filter(in_year)
+                .select(
+                    (month_index.cast(pl.Int64) * n + pl.col("pid").cast(pl.Int64)).alias("__f"),
+                    *values,
+                    *cats,
                 )
-                .cast(pl.Int32)
-                .alias("__t"),
-            ).collect()
+                .collect()
+            )
             if df.height == 0:
                 continue
-            pid = df["pid"].to_numpy()
-            ti = df["__t"].to_numpy()
-            for c, dtype in SERIES.items():
-                series[c][pid, ti] = df[c].fill_null(0).to_numpy().astype(dtype)
+            flat = df["__f"].to_numpy()
+            for c in SERIES:
+                _flat(series[c])[flat] = df[c].to_numpy()
             for c in CATEGORIES:
-                codes[c][pid, ti] = df[c].to_numpy()
-            people = df.unique("pid", keep="first")
+                _flat(codes[c])[flat] = _category_codes(df[c], seen[c])
+            present = np.zeros(n, dtype=bool)
+            present[flat % n] = True
+            del df, flat
+            # person attributes from the year's first month, then from any month for persons
+            # not there in that month (only those rows' strings are decoded)
+            first_month = max(first, date(year, 1, 1))
+            parts = [scan.filter(pl.col("month") == first_month).select(person).collect()]
+            missing = present.copy()
+            missing[parts[0]["pid"].to_numpy()] = False
+            if missing.any():
+                parts.append(
+                    scan.filter(in_year & pl.col("pid").is_in(np.flatnonzero(missing)))
+                    .select(person)
+                    .unique("pid", keep="first")
+                    .collect()
+                )
+            people = pl.concat(parts)
             p = people["pid"].to_numpy()
             person_code[p] = people["person_code"].to_numpy()
             sex[p] = people["sex"].to_numpy()
@@ -211,6 +275,13 @@ class PanelArrays:
             has = fs.is_not_null().to_numpy()
             idx = ((fs.dt.year() - first.year) * 12 + fs.dt.month() - first.month).to_numpy()
             first_start[p[has]] = idx[has]
+        levels: dict[str, list[str]] = {}
+        for c in CATEGORIES:
+            levels[c] = sorted(seen[c])
+            if levels[c] != seen[c]:  # codes by order of arrival -> codes of the sorted levels
+                rank = {v: i for i, v in enumerate(levels[c])}
+                lut = np.array([*(rank[v] for v in seen[c]), -1], dtype=np.int16)
+                codes[c][...] = lut[codes[c]]  # code -1 takes the last entry, -1
         return cls(
             person_code=person_code,
             sex=sex,
@@ -222,10 +293,100 @@ class PanelArrays:
         )
 
 
-def _band(values: np.ndarray, bands: tuple[tuple[int, int], ...], other: str) -> np.ndarray:
-    out = np.full(values.shape, other, dtype=object)
-    for lo, hi in bands:
-        out[(values >= lo) & (values <= hi)] = f"{lo}-{hi}"
+_POLARS_DTYPE = {
+    np.float32: pl.Float32,
+    np.float64: pl.Float64,
+    np.int8: pl.Int8,
+    np.int16: pl.Int16,
+    np.int32: pl.Int32,
+}
+
+
+def _category_codes(s: pl.Series, seen: list[str]) -> np.ndarray:
+    """Codes of a Categorical series into ``seen`` (levels in order of arrival, extended in
+    place with new levels); nulls get -1."""
+    u = s.drop_nulls().unique()
+    labels = u.cast(pl.String).to_list()
+    ids = u.to_physical().to_numpy().astype(np.int64)
+    pos = {v: i for i, v in enumerate(seen)}
+    for v in labels:
+        if v not in pos:
+            pos[v] = len(seen)
+            seen.append(v)
+    phys = s.to_physical()
+    lut = np.full(int(ids.max(initial=-1)) + 2, -1, dtype=np.int16)  # last entry: null
+    lut[ids] = [pos[v] for v in labels]
+    return lut[phys.fill_null(lut.size - 1).to_numpy()]
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    """1-D view of a column-major array (element ``[i, j]`` at ``j * n_rows + i``)."""
+    v = a.reshape(-1, order="F")
+    if not np.shares_memory(v, a):
+        raise ValueError("array is not column-major")
+    return v
+
+
+def _enum(categories: list[str], codes: np.ndarray) -> pl.Series:
+    """A polars Enum series of ``categories[codes]`` (no Python string objects per row);
+    negative codes become nulls."""
+    idx = pl.Series(np.maximum(codes, 0), dtype=pl.UInt32)
+    missing = np.flatnonzero(codes < 0)
+    if missing.size:
+        idx = idx.scatter(missing, None)
+    return pl.Series(categories, dtype=pl.Enum(categories)).gather(idx)
+
+
+def _sorted_lut(labels: list[str]) -> tuple[list[str], np.ndarray]:
+    """Sorted distinct ``labels`` and the position of each label among them."""
+    cats = sorted(set(labels))
+    pos = {c: i for i, c in enumerate(cats)}
+    return cats, np.array([pos[x] for x in labels], dtype=np.int64)
+
+
+#: Labels of integer-valued categorical features (``isced_level``, ``skill_level``).
+_INT_LABELS = [str(v) for v in range(-128, 128)]
+
+
+def _int_codes(values: np.ndarray, none_below: int | None = None) -> tuple[list[str], np.ndarray]:
+    """Codes of int8-ranged ``values`` as strings (``"none"`` for values < ``none_below``)."""
+    labels = list(_INT_LABELS)
+    if none_below is not None:
+        labels = [*labels, "none"]
+    cats, lut = _sorted_lut(labels)
+    v = values.astype(np.int64) + 128
+    if none_below is not None:
+        v = np.where(values < none_below, len(labels) - 1, v)
+    return cats, lut[v]
+
+
+def categorical_levels(arrays: PanelArrays) -> dict[str, list[str]]:
+    """Categories of every categorical feature (sorted; the Enum categories of
+    :func:`features_at`'s columns, the same for every cohort of ``arrays``)."""
+    return {k: v[0] for k, v in _decoders(arrays).items()}
+
+
+def _decoders(arrays: PanelArrays) -> dict[str, tuple[list[str], np.ndarray]]:
+    """Per categorical feature from a panel code: sorted categories and a lookup table from
+    the panel's code (last entry: missing, code -1) to the category position."""
+    out: dict[str, tuple[list[str], np.ndarray]] = {}
+    for name, missing in (
+        ("isced_field", "unknown"),
+        ("region_code", "unknown"),
+        ("nace_section", "none"),
+        ("sector", "none"),
+        ("size_class", "none"),
+    ):
+        out[name] = _sorted_lut([*arrays.levels[name], missing])
+    occ = arrays.levels["occupation_code"]
+    out["isco_major"] = _sorted_lut([*(o[:1] for o in occ), "none"])
+    out["isco_group"] = _sorted_lut([*(ISCO_GROUPS.get(o[:1], o[:1]) for o in occ), "none"])
+    nace = arrays.levels["nace_section"]
+    out["nace_group"] = _sorted_lut([*(NACE_A10.get(v, v) for v in nace), "none"])
+    field = arrays.levels["isced_field"]
+    out["isced_field_group"] = _sorted_lut(
+        [*(ISCED_FIELD_GROUPS.get(v, v) for v in field), "unknown"]
+    )
     return out
 
 
@@ -244,31 +405,45 @@ def features_at(arrays: PanelArrays, m: int, pids: np.ndarray) -> pl.DataFrame:
     Returns
     -------
     polars.DataFrame
-        ``pid`` and the columns of :data:`NUMERIC_FEATURES` and :data:`CATEGORICAL_FEATURES`.
+        ``pid`` and the columns of :data:`NUMERIC_FEATURES`, :data:`CATEGORICAL_FEATURES`
+        and :data:`COARSE_FEATURES`. Categorical columns are polars ``Enum`` columns whose
+        categories (sorted) depend only on ``arrays`` (:func:`categorical_levels`), so frames
+        of different cohorts concatenate.
     """
     if m < HISTORY:
         raise ValueError(
             f"cohort month index {m} has less than {HISTORY} months of history "
             "loaded; load the panel from an earlier month"
         )
-    s, c = arrays.series, arrays.codes
-    earn = s["earnings_real"][pids, m - 36 : m].astype(np.float64)  # column 35 = m-1
-    days = s["days_worked"][pids, m - 36 : m].astype(np.int32)
+    pids = np.asarray(pids)
+    s = arrays.series
     out: dict[str, np.ndarray] = {"pid": pids.astype(np.int32)}
+    earn = s["earnings_real"]
     for k in range(1, 13):
-        out[f"earn_l{k}"] = earn[:, 36 - k]
-    out["earn_m13_24"] = earn[:, 12:24].mean(axis=1)
-    out["earn_m25_36"] = earn[:, 0:12].mean(axis=1)
-    out["days_12"] = days[:, 24:].sum(axis=1)
-    out["days_24"] = days[:, 12:].sum(axis=1)
-    out["days_36"] = days.sum(axis=1)
-    out["unemp_months_36"] = s["registered_unemployed"][pids, m - 36 : m].sum(
-        axis=1, dtype=np.int32
-    )
-    out["ub_days_36"] = s["ub_days"][pids, m - 36 : m].sum(axis=1, dtype=np.int32)
-    sick = s["sick_benefit_days"][pids, m - 36 : m]
-    out["sick_days_36"] = sick.sum(axis=1, dtype=np.int32)
-    out["sick_days_12"] = sick[:, 24:].sum(axis=1, dtype=np.int32)
+        out[f"earn_l{k}"] = earn[pids, m - k].astype(np.float64)
+    # means of 12 float64 values per row (the same summation as over a 36-month block)
+    out["earn_m13_24"] = earn[pids, m - 24 : m - 12].astype(np.float64).mean(axis=1)
+    out["earn_m25_36"] = earn[pids, m - 36 : m - 24].astype(np.float64).mean(axis=1)
+    dense = pids.size * 4 >= arrays.n_persons  # most persons: sum whole columns, then gather
+
+    def window(name: str, lo: int, hi: int) -> np.ndarray:
+        """Sum of months ``m-lo .. m-hi-1`` (int32; integer sums are exact in any order)."""
+        x = s[name]
+        if not dense:
+            return x[pids, m - lo : m - hi].sum(axis=1, dtype=np.int32)
+        acc = np.zeros(arrays.n_persons, dtype=np.int32)
+        for j in range(m - lo, m - hi):
+            acc += x[:, j]
+        return acc[pids]
+
+    out["days_12"] = window("days_worked", 12, 0)
+    out["days_24"] = out["days_12"] + window("days_worked", 24, 12)
+    out["days_36"] = out["days_24"] + window("days_worked", 36, 24)
+    out["unemp_months_36"] = window("registered_unemployed", 36, 0)
+    out["ub_days_36"] = window("ub_days", 36, 0)
+    sick_12 = window("sick_benefit_days", 12, 0)
+    out["sick_days_36"] = sick_12 + window("sick_benefit_days", 36, 12)
+    out["sick_days_12"] = sick_12
     l1 = m - 1
     out["employed_l1"] = s["employed"][pids, l1].astype(np.int8)
     out["daily_wage_l1"] = s["daily_wage_real"][pids, l1].astype(np.float64)
@@ -277,29 +452,63 @@ def features_at(arrays: PanelArrays, m: int, pids: np.ndarray) -> pl.DataFrame:
     out["dependants"] = s["dependants"][pids, l1].astype(np.int16)
     out["urbanisation"] = s["urbanisation"][pids, l1].astype(np.int16)
     out["prior_learning"] = (s["prior_learning_courses"][pids, l1] > 0).astype(np.int8)
-    level = s["isced_level"][pids, l1]
-    cat: dict[str, np.ndarray] = {
-        "sex": arrays.sex[pids].astype(object),
-        "age_band": _band(age, AGE_BANDS, "other"),
-        "edu_band": np.where(level >= 5, "high", np.where(level >= 3, "medium", "low")).astype(
-            object
-        ),
-        "isced_level": level.astype(str).astype(object),
-    }
-
-    def decode(name: str, missing: str) -> np.ndarray:
-        code = c[name][pids, l1]
-        lv = np.array([*arrays.levels[name], missing], dtype=object)
-        return lv[np.where(code < 0, len(lv) - 1, code)]
-
-    cat["isced_field"] = decode("isced_field", "unknown")
-    cat["region_code"] = decode("region_code", "unknown")
-    cat["nace_section"] = decode("nace_section", "none")
-    occ = decode("occupation_code", "none")
-    cat["isco_major"] = np.array([o[:1] if o != "none" else o for o in occ], dtype=object)
-    skill = s["skill_level"][pids, l1]
-    cat["skill_level"] = np.where(skill > 0, skill.astype(str), "none").astype(object)
-    cat["sector"] = decode("sector", "none")
-    cat["size_class"] = decode("size_class", "none")
     frame = pl.DataFrame(out)
-    return frame.with_columns(pl.Series(k, v.tolist(), dtype=pl.Utf8) for k, v in cat.items())
+    cats = _categoricals(arrays, m, pids, (*CATEGORICAL_FEATURES, *COARSE_FEATURES))
+    return frame.with_columns(v.alias(k) for k, v in cats.items())
+
+
+def _categoricals(
+    arrays: PanelArrays, m: int, pids: np.ndarray, names: Sequence[str]
+) -> dict[str, pl.Series]:
+    """The categorical features ``names`` of ``pids`` at cohort month ``m`` (Enum series)."""
+    return {k: _enum(*v) for k, v in categorical_codes(arrays, m, pids, names).items()}
+
+
+def categorical_codes(
+    arrays: PanelArrays, m: int, pids: np.ndarray, names: Sequence[str]
+) -> dict[str, tuple[list[str], np.ndarray]]:
+    """Categories (sorted) and codes of the categorical features ``names`` of ``pids`` at
+    cohort month ``m``, as numpy arrays (what :func:`features_at` turns into Enum columns;
+    -1: missing)."""
+    s, c = arrays.series, arrays.codes
+    l1 = m - 1
+    dec = _decoders(arrays)
+
+    def decode(name: str, code_name: str | None = None) -> tuple[list[str], np.ndarray]:
+        cats, lut = dec[name]
+        code = c[code_name or name][pids, l1]
+        return cats, lut[np.where(code < 0, lut.size - 1, code)]
+
+    def sex() -> tuple[list[str], np.ndarray]:
+        cats, codes = arrays.sex_codes
+        return cats, codes[pids]
+
+    def age_band() -> tuple[list[str], np.ndarray]:
+        age = s["age"][pids, m]
+        band = np.full(age.shape, len(AGE_BANDS), dtype=np.int64)  # "other"
+        for i, (lo, hi) in enumerate(AGE_BANDS):
+            band[(age >= lo) & (age <= hi)] = i
+        # "18-29" < ... < "50-64" < "other": band order is the sorted order
+        return [*(f"{lo}-{hi}" for lo, hi in AGE_BANDS), "other"], band
+
+    def edu_band() -> tuple[list[str], np.ndarray]:
+        level = s["isced_level"][pids, l1]
+        return ["high", "low", "medium"], np.where(level >= 5, 0, np.where(level >= 3, 2, 1))
+
+    makers = {
+        "sex": sex,
+        "age_band": age_band,
+        "edu_band": edu_band,
+        "isced_level": lambda: _int_codes(s["isced_level"][pids, l1]),
+        "isced_field": lambda: decode("isced_field"),
+        "region_code": lambda: decode("region_code"),
+        "nace_section": lambda: decode("nace_section"),
+        "isco_major": lambda: decode("isco_major", "occupation_code"),
+        "isco_group": lambda: decode("isco_group", "occupation_code"),
+        "nace_group": lambda: decode("nace_group", "nace_section"),
+        "isced_field_group": lambda: decode("isced_field_group", "isced_field"),
+        "skill_level": lambda: _int_codes(s["skill_level"][pids, l1], none_below=1),
+        "sector": lambda: decode("sector"),
+        "size_class": lambda: decode("size_class"),
+    }
+    return {k: makers[k]() for k in names}

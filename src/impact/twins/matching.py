@@ -100,8 +100,9 @@ class MatchResult:
     ----------
     pairs : polars.DataFrame
         One row per (treated, twin): ``treated_id``, ``control_id``, ``weight`` (``1/k'``,
-        ``k'`` = number of twins of that treated unit), ``distance`` (|logit difference| or
-        Mahalanobis distance), ``rank`` (1 = nearest), ``stratum``.
+        ``k'`` = number of twins of that treated unit), ``distance`` (|logit difference|, or
+        Mahalanobis distance with ``distance="mahalanobis"`` or ``mahvars``), ``rank``
+        (1 = nearest), ``stratum``.
     unmatched : polars.DataFrame
         Treated units without any twin: ``treated_id``, ``stratum``, ``reason``
         (``"no_controls"``: no control in the stratum; ``"caliper"``: nearest (available)
@@ -207,8 +208,9 @@ def _strata_codes(df: pl.DataFrame, exact: Sequence[str] | None) -> tuple[np.nda
     if missing:
         raise KeyError(f"exact columns not in the frame: {missing}")
     check_no_nulls(df, exact)
-    sort_key = [
-        pl.col(c).cast(pl.String) if df.schema[c] == pl.Categorical else pl.col(c) for c in exact
+    sort_key = [  # strata numbered in the sorted order of the values (strings, not codes)
+        pl.col(c).cast(pl.String) if isinstance(df.schema[c], pl.Categorical | pl.Enum) else c
+        for c in exact
     ]
     table = df.select(exact).unique().sort(sort_key).with_row_index("stratum")
     table = table.with_columns(pl.col("stratum").cast(pl.Int64))
@@ -244,8 +246,19 @@ def _match_stratum(
     t_score: np.ndarray | None,
     options: MatchOptions,
     caliper: float,
+    maha: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> _nn.StratumMatch:
     """Match one stratum (pure function of its inputs; strata are independent)."""
+    if maha is not None:  # mahvars: score caliper, Mahalanobis distance within it
+        return _nn.match_mahvars(
+            _nn.LineSearcher(c_points),
+            t_points,
+            maha[0],
+            maha[1],
+            options.ratio,
+            caliper,
+            options.mahvars_candidates,
+        )
     if options.distance == "glm":
         searcher: _nn.Searcher = _nn.LineSearcher(c_points)
     else:
@@ -323,12 +336,16 @@ def match(
     if ids.n_unique() != df.height:
         raise ValueError(f"id column {id_col!r} is not unique within the call")
     exact = list(opts.exact or ())
+    used_features = [] if opts.ps_model == "precomputed" else list(features)  # else unused
+    mahvars = list(opts.mahvars or ())
     needed = list(
-        dict.fromkeys([id_col, treatment, *features, *exact, *([score] if score else [])])
+        dict.fromkeys(
+            [id_col, treatment, *used_features, *mahvars, *exact, *([score] if score else [])]
+        )
     )
-    missing = [c for c in needed if c not in df.columns]
+    missing = [c for c in [*needed, *features] if c not in df.columns]
     if missing:
-        raise KeyError(f"columns not in the frame: {missing}")
+        raise KeyError(f"columns not in the frame: {list(dict.fromkeys(missing))}")
 
     # canonical order: seeded tie-key order, so nothing below depends on the input row order
     df = df.select(needed)
@@ -339,6 +356,7 @@ def match(
     propensity: PropensityModel | None = None
     logit: np.ndarray | None = None
     sd: float | None = None
+    maha_points: np.ndarray | None = None
     if opts.distance == "glm":
         if opts.ps_model == "per_call":
             propensity = PropensityModel(C=opts.ps_C).fit(
@@ -351,6 +369,9 @@ def match(
             if not np.isfinite(logit).all():
                 raise ValueError(f"score column {score!r} has NaN or infinite values")
         points = logit
+        if mahvars:
+            spec = DesignSpec.fit(df, mahvars, drop_first=True, standardise=True)
+            maha_points = _whiten(spec.transform(df), treated)
         sd = float(score_sd) if score_sd is not None else float(np.std(logit, ddof=1))
         if opts.caliper is None:
             caliper = np.inf
@@ -378,7 +399,8 @@ def match(
             e = np.zeros(0, np.int64)
             return _nn.StratumMatch(e, e, np.zeros(0), e, np.zeros(0, np.int8), np.zeros(0))
         t_score = logit[t_rows] if logit is not None else None
-        return _match_stratum(points[t_rows], points[c_rows], t_score, opts, caliper)
+        maha = None if maha_points is None else (maha_points[t_rows], maha_points[c_rows])
+        return _match_stratum(points[t_rows], points[c_rows], t_score, opts, caliper, maha)
 
     if n_jobs > 1 and len(jobs) > 1:
         with ThreadPoolExecutor(max_workers=n_jobs) as pool:

@@ -2,8 +2,8 @@
 
 The options object is frozen and validated when it is built, so a bad value fails before any
 data are touched (pyfixest style). Names follow ``MatchIt::matchit(method = "nearest")``:
-``distance``, ``exact``, ``caliper``, ``std.caliper`` (here ``std_caliper``), ``ratio``,
-``replace``, ``m.order`` (here ``m_order``) and ``estimand``.
+``distance``, ``exact``, ``mahvars``, ``caliper``, ``std.caliper`` (here ``std_caliper``),
+``ratio``, ``replace``, ``m.order`` (here ``m_order``) and ``estimand``.
 """
 
 from __future__ import annotations
@@ -43,6 +43,19 @@ class MatchOptions:
         Columns whose values must agree exactly between a treated unit and its twins (exact
         strata). ``None``: one stratum. Exact columns are *not* added to the propensity model
         automatically; list them in ``features`` too if they should enter it.
+    mahvars
+        MatchIt's ``mahvars``: with ``distance="glm"``, the propensity score only defines the
+        caliper, and among the controls within it each treated unit takes the ``ratio``
+        nearest in Mahalanobis distance on these columns (numeric standardised, categorical
+        one-hot; whitened by the pooled within-group covariance of the call, as for
+        ``distance="mahalanobis"``). The pairs' ``distance`` is then the Mahalanobis
+        distance. Needs a caliper and ``replace=True``. The search is not all-pairs: the
+        Mahalanobis-nearest are chosen among the ``mahvars_candidates`` controls nearest in
+        the score (those within the caliper), which is MatchIt's rule whenever the caliper
+        holds no more controls than that; a treated unit is matched exactly when the
+        score-only match would match it.
+    mahvars_candidates
+        See ``mahvars`` (default 200).
     caliper
         Maximum distance between a treated unit and a twin; ``None`` disables it. With
         ``distance="glm"`` and ``std_caliper=True`` it is in standard deviations of the logit
@@ -84,6 +97,8 @@ class MatchOptions:
 
     distance: Distance = "glm"
     exact: tuple[str, ...] | None = None
+    mahvars: tuple[str, ...] | None = None
+    mahvars_candidates: int = 200
     caliper: float | None = 0.2
     std_caliper: bool = True
     ratio: int = 5
@@ -106,6 +121,21 @@ class MatchOptions:
             elif len(set(exact)) != len(exact):
                 raise ValueError(f"exact lists a column twice: {list(exact)}")
             object.__setattr__(self, "exact", exact)
+        if self.mahvars is not None:
+            if isinstance(self.mahvars, str) or not isinstance(self.mahvars, Sequence):
+                raise TypeError("mahvars must be a list of column names or None")
+            mahvars = tuple(self.mahvars) or None
+            object.__setattr__(self, "mahvars", mahvars)
+            if mahvars is not None:
+                if self.distance != "glm":
+                    raise ValueError("mahvars needs distance='glm' (the score gives the caliper)")
+                if self.caliper is None:
+                    raise ValueError("mahvars needs a caliper on the propensity score")
+                if not self.replace:
+                    raise ValueError("mahvars is implemented for replace=True only")
+        m_c = self.mahvars_candidates
+        if isinstance(m_c, bool) or not isinstance(m_c, int) or m_c < 1:
+            raise ValueError(f"mahvars_candidates must be a positive integer (got {m_c!r})")
         if self.caliper is not None and not (self.caliper > 0 and math.isfinite(self.caliper)):
             raise ValueError(f"caliper must be a positive number or None (got {self.caliper!r})")
         if isinstance(self.ratio, bool) or not isinstance(self.ratio, int) or self.ratio < 1:

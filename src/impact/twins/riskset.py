@@ -13,8 +13,8 @@ For every cohort month ``m`` (the month the first ILA course starts):
 * **matching**: exact strata (default sex, age band, region, education band, employed in
   ``m-1``), then nearest neighbours on the logit propensity score (a model pooled over
   cohorts by default, or one per cohort) or on the Mahalanobis distance of the trajectory
-  features; caliper, ``ratio`` twins, with or without replacement
-  (:func:`impact.twins.match`).
+  features; caliper, ``ratio`` twins, with or without replacement, optionally MatchIt's
+  ``mahvars`` (:func:`impact.twins.match`).
 
 Estimand: the ATT of starting ILA learning in month ``m`` for the *matched* treated. Treated
 persons lost to the caliper or to strata without candidates are reported per cohort and
@@ -26,16 +26,65 @@ Balance gate
 The gate (|SMD| after matching below ``max_abs_smd`` for every covariate, overlap loss below
 ``max_unmatched_share``) is evaluated on **cohort groups**: consecutive cohort months merged
 until the group has at least ``gate_min_treated`` matched treated persons (a short last
-group joins the one before). With a few treated persons an SMD is mostly sampling noise
-(its standard error is about ``sqrt(1/n_treated + 1/n_twins)``, 0.3 with 10 treated), so a
-per-month gate would fail by chance; at national scale (hundreds of starts a month) every
-cohort month is its own group. Balance is still reported per cohort month, per group and
-pooled over all cohorts; the pooled gate must pass as well.
+group joins the one before), and on all cohorts pooled. Balance is reported per cohort
+month, per group and pooled.
+
+Why groups of 1,000 (``gate_min_treated``): the gate takes the *largest* |SMD| over ~90
+covariates (one-hot levels included). Even under perfect balance in expectation each SMD
+has a sampling standard error of about ``sqrt(1/n_treated + 1/ess_twins)`` (0.1 with 125
+treated and five twins each, 0.035 with 1,000), and the largest of ~90 of them is about
+three standard errors, so the gate fails by chance unless groups hold about a thousand
+treated persons. Placebo runs (treated drawn at random among never-starters, same cohort
+sizes, same engine) fail just as the real data do: on the synthetic 100k panel (about 130
+treated per month) every group of >= 100 failed, placebo as real (median largest |SMD|
+0.24 and 0.26); on the synthetic 1.2M panel (about 700 treated per month) per-month groups
+passed 9 of 18 times (placebo) and 11 of 18 (real), groups of >= 1,000 passed 11 of 11
+(placebo) and 9 of 9 (real, largest |SMD| 0.098). A failing group is evidence of
+imbalance only once groups are this large; below that the pooled gate is the one that
+speaks (with 1,167 treated in all, the 100k panel is a single group).
+
+Defaults and why (MatchIt/cobalt vocabulary; all in :class:`TwinSettings`)
+-------------------------------------------------------------------------
+* ``features`` = ``balance_covariates`` = :data:`DEFAULT_FEATURES`: NACE section, ISCED
+  field and ISCO major group enter the model and the balance table in coarse groups
+  (NACE A*10, ISCED 1997 broad groups, ISCO skilled/low-skilled x non-manual/manual).
+  Levels held by 0.1-2 % of the treated (NACE K, L, ISCED field 08, ISCO 6 ...) have SMDs
+  dominated by noise and add parameters to the model; the coarse groups removed most of
+  those failures (median largest group |SMD| 0.26 -> 0.23 at 100k, 0.103 -> 0.093 with
+  per-month groups at 1.2M) at no cost in overlap. The detailed columns stay available
+  (:data:`BALANCE_COVARIATES`).
+* ``ratio`` = 5, ``caliper`` = 0.2 SD of the logit (Austin 2011): k = 10 barely changed
+  the largest |SMD| (the treated side's noise dominates) and doubles the pairs; k = 1
+  raised it (0.32 vs 0.26 at 100k); calipers 0.1 and 0.05 doubled and quadrupled the
+  unmatched share (3.3 %, 6.7 %) without better balance.
+* ``mahvars`` = None: Mahalanobis matching on the earnings/days/benefit trajectories
+  within the score caliper (MatchIt's ``mahvars``) made twins closer pair by pair but
+  *worsened* mean balance (pooled largest |SMD| 0.05 -> 0.13-0.22 at 100k, 0.016 -> 0.106
+  at 1.2M, 0.19 in a placebo run): nearest neighbours in 14 skewed, zero-inflated
+  dimensions are biased towards the bulk for treated persons in the tails, while score
+  matching balances in expectation. Available for sensitivity analyses.
+* ``smd_binary`` = ``"std"``: binary SMDs standardised by the treated SD (Austin 2009),
+  stricter for rare levels than cobalt's default raw difference in proportions (``"raw"``,
+  available; it lowered the median largest |SMD| of 100k groups from 0.26 to 0.16).
+* ``ks_sample`` = 200,000: the KS statistic *before* matching is computed on at most that
+  many (seeded) random candidates per cohort; SMDs, variance ratios and everything after
+  matching are exact. With 1,000 treated the sampling error of the candidates' ECDF
+  (about 0.002) is negligible next to the treated side's (0.03).
+* ``ps_max_controls`` = 250,000: the pooled model samples 50 candidates per treated
+  person, fewer if that exceeds 250,000 in all (the variance of the coefficients is driven
+  by the ~15,000 treated; 1/15,000 + 1/250,000 vs 1/15,000 + 1/750,000: +3.5 %).
+
+Scale: features come from the column-major panel arrays; the candidates of a cohort are
+summarised (means, variances, level counts, ECDF on the treated values) right after its
+matching and only the treated and their twins are kept, so memory does not grow with the
+number of cohorts (``benchmarks/twins_scale.py``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -44,11 +93,21 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from impact.balance import GateResult, balance_gate, balance_table
+from impact.balance import (
+    BalanceParts,
+    BinarySMD,
+    GateResult,
+    balance_gate,
+    balance_parts,
+    balance_table_from_parts,
+    ks_grid,
+)
 from impact.twins.features import (
     CATEGORICAL_FEATURES,
+    COARSE_FEATURES,
     NUMERIC_FEATURES,
     PanelArrays,
+    categorical_codes,
     features_at,
 )
 from impact.twins.matching import MatchResult, match
@@ -68,8 +127,16 @@ TRAJECTORY = (
     "days_36",
     "unemp_months_36",
 )
-#: Covariates of the balance tables and the gate.
+#: Every feature with the detailed categoricals (NACE section, ISCED field, ISCO major group).
 BALANCE_COVARIATES = (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES)
+_COARSE_OF = {
+    "nace_section": "nace_group",
+    "isced_field": "isced_field_group",
+    "isco_major": "isco_group",
+}
+#: Default propensity-model covariates and balance/gate covariates: every feature, with NACE,
+#: ISCED field and ISCO in their coarse groups (:data:`impact.twins.features.COARSE_FEATURES`).
+DEFAULT_FEATURES = (*NUMERIC_FEATURES, *(_COARSE_OF.get(c, c) for c in CATEGORICAL_FEATURES))
 
 
 @dataclass(frozen=True)
@@ -77,29 +144,50 @@ class TwinSettings:
     """How twins are found (the ``twins`` section of an evaluation config).
 
     Matching vocabulary as in R MatchIt: ``exact``, ``caliper`` (SD of the logit score),
-    ``ratio`` (k), ``replace``, ``distance``.
+    ``ratio`` (k), ``replace``, ``distance``, ``mahvars`` (with ``mahvars_candidates``, see
+    :class:`impact.twins.MatchOptions`). ``features``: propensity-model covariates;
+    ``balance_covariates``: covariates of the balance tables and the gate (None: the
+    ``features``); ``smd_binary``: ``"std"`` or cobalt's ``"raw"`` for binary SMDs;
+    ``gate_min_treated``: cohort-group size of the gate; ``ks_sample``: candidates per
+    cohort for the KS statistic before matching (None: all); ``ps_controls_per_treated``,
+    ``ps_max_controls``: candidate sample of the pooled model. The defaults and the
+    measurements behind them are in the module docstring.
     """
 
     pool: Pool = "not_yet_treated"
     exact: tuple[str, ...] = DEFAULT_EXACT
     distance: Distance = "glm"
     ps_scope: PsScope = "pooled"
-    features: tuple[str, ...] = (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES)
+    features: tuple[str, ...] = DEFAULT_FEATURES
     mahalanobis_features: tuple[str, ...] = TRAJECTORY
+    mahvars: tuple[str, ...] | None = None
+    mahvars_candidates: int = 200
     caliper: float | None = 0.2
     ratio: int = 5
     replace: bool = True
     seed: int = 0
     ps_controls_per_treated: int = 50
+    ps_max_controls: int | None = 250_000
     ps_C: float = 1.0
     max_abs_smd: float = 0.1
     max_unmatched_share: float = 0.05
-    gate_min_treated: int = 100
+    gate_min_treated: int = 1000
+    balance_covariates: tuple[str, ...] | None = None
+    smd_binary: BinarySMD = "std"
+    ks_sample: int | None = 200_000
+
+    @property
+    def covariates(self) -> tuple[str, ...]:
+        """Covariates of the balance tables and the gate: ``balance_covariates``, by default
+        the propensity-model ``features`` (cobalt's choice for a matchit object)."""
+        return self.features if self.balance_covariates is None else self.balance_covariates
 
     def options(self) -> MatchOptions:
         return MatchOptions(
             distance=self.distance,
             exact=self.exact,
+            mahvars=self.mahvars,
+            mahvars_candidates=self.mahvars_candidates,
             caliper=self.caliper,
             ratio=self.ratio,
             replace=self.replace,
@@ -112,16 +200,22 @@ class TwinSettings:
 
 @dataclass
 class CohortMatch:
-    """Twins of one cohort month."""
+    """Twins of one cohort month.
+
+    ``result.units`` and ``frame`` hold the treated persons and the candidates serving as
+    twins only; the other candidates are counted in ``n_candidates`` and summarised (for the
+    balance tables) in ``parts``.
+    """
 
     cohort: date
     n_treated_ineligible: int
     n_candidates: int
     result: MatchResult
-    frame: pl.DataFrame  # features of treated and candidates, with `treated` and `weight`
+    frame: pl.DataFrame  # features, `treated`, `weight`, `ps_logit` (treated and twins)
     balance: pl.DataFrame
     gate: GateResult
     seconds: float
+    parts: BalanceParts | None = None  # mergeable balance inputs (cohort groups, pooled)
 
 
 @dataclass
@@ -153,6 +247,9 @@ class TwinsResult:
     settings: TwinSettings = field(default_factory=TwinSettings)
     model: PropensityModel | None = None
     pooled_gate: GateResult | None = None
+    #: seconds per stage: treated_features, pooled_model, matching (features, score, match
+    #: and balance of each cohort), balance (cohort groups, pooled, result tables)
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -220,52 +317,76 @@ def risk_set(arrays: PanelArrays, m: int, pool: Pool) -> tuple[np.ndarray, np.nd
 def cohort_frame(arrays: PanelArrays, m: int, pool: Pool) -> tuple[pl.DataFrame, int]:
     """Features of the treated and candidates of cohort ``m`` with a ``treated`` flag."""
     treated, candidates, ineligible = risk_set(arrays, m, pool)
-    pids = np.concatenate([treated, candidates])
-    df = features_at(arrays, m, pids).with_columns(
-        pl.Series("treated", np.r_[np.ones(treated.size, bool), np.zeros(candidates.size, bool)])
-    )
-    return df, ineligible
+    return _frame(features_at(arrays, m, treated), features_at(arrays, m, candidates)), ineligible
 
 
-def _pooled_model(arrays: PanelArrays, months: list[int], s: TwinSettings) -> PropensityModel:
-    """One propensity model on all cohorts' treated and a sample of their candidates."""
+def _frame(treated: pl.DataFrame, candidates: pl.DataFrame) -> pl.DataFrame:
+    flag = np.r_[np.ones(treated.height, bool), np.zeros(candidates.height, bool)]
+    return pl.concat([treated, candidates]).with_columns(pl.Series("treated", flag))
+
+
+def _pooled_model(
+    arrays: PanelArrays, months: list[int], s: TwinSettings, treated: dict[int, pl.DataFrame]
+) -> PropensityModel:
+    """One propensity model on all cohorts' treated and a sample of their candidates.
+
+    Per cohort: its treated persons, ``ps_controls_per_treated`` random candidates per treated
+    person (fewer, the same number per treated person in every cohort, if that would exceed
+    ``ps_max_controls`` sampled candidates in all), and, for every level of a categorical
+    feature that the cohort's candidates have but the sample lacks, the first candidate with
+    that level (so that every candidate can be scored). Only the sampled candidates'
+    features are built.
+    """
     rng = np.random.default_rng(s.seed)
+    per_treated: float = s.ps_controls_per_treated
+    n_treated = sum(t.height for t in treated.values())
+    if s.ps_max_controls is not None and per_treated * n_treated > s.ps_max_controls:
+        per_treated = s.ps_max_controls / n_treated
     parts = []
-    full_levels: dict[str, set[str]] = {c: set() for c in s.features if c in CATEGORICAL_FEATURES}
+    cat_cols = [c for c in s.features if c in (*CATEGORICAL_FEATURES, *COARSE_FEATURES)]
     for m in months:
-        df, _ = cohort_frame(arrays, m, s.pool)
-        t = df.filter(pl.col("treated"))
+        t = treated[m]
         if t.height == 0:
             continue
-        c = df.filter(~pl.col("treated"))
-        k = min(c.height, s.ps_controls_per_treated * t.height)
-        take = np.sort(rng.choice(c.height, size=k, replace=False))
-        sample = c[take]
-        for col in full_levels:  # every level of the full cohort must be scorable
-            seen = set(sample[col].unique().to_list())
-            levels = set(df[col].unique().to_list())
-            full_levels[col] |= levels
-            extra = levels - seen
-            if extra:
-                sample = pl.concat(
-                    [
-                        sample,
-                        c.filter(pl.col(col).is_in(list(extra))).unique(
-                            col, keep="first", maintain_order=True
-                        ),
-                    ]
-                )
-        parts.append(pl.concat([t, sample]))
+        _, cand, _ = risk_set(arrays, m, s.pool)
+        k = min(cand.size, int(per_treated * t.height))
+        take = np.sort(rng.choice(cand.size, size=k, replace=False))
+        rows = [take]
+        if cat_cols:
+            codes = categorical_codes(arrays, m, cand, cat_cols)
+            for col in cat_cols:
+                phys = codes[col][1] + 1  # >= 0 (missing -1 -> 0)
+                present = np.bincount(phys) > 0
+                seen = np.bincount(phys[np.concatenate(rows)], minlength=present.size) > 0
+                extra = [int(np.argmax(phys == lv)) for lv in np.flatnonzero(present & ~seen)]
+                if extra:  # the first candidate with each level the sample lacks
+                    rows.append(np.sort(np.array(extra, dtype=np.int64)))
+        sample = features_at(arrays, m, cand[np.concatenate(rows)])
+        parts.append(_frame(t, sample))
     stacked = pl.concat(parts)
     return PropensityModel(C=s.ps_C).fit(stacked, treatment="treated", features=list(s.features))
 
 
 def match_cohort(
-    arrays: PanelArrays, m: int, s: TwinSettings, model: PropensityModel | None = None
+    arrays: PanelArrays,
+    m: int,
+    s: TwinSettings,
+    model: PropensityModel | None = None,
+    *,
+    treated: pl.DataFrame | None = None,
+    grid: dict[str, np.ndarray] | None = None,
 ) -> CohortMatch:
-    """Twins of the cohort of month index ``m`` (see the module docstring)."""
+    """Twins of the cohort of month index ``m`` (see the module docstring).
+
+    ``treated`` (the features of the cohort's treated persons) and ``grid`` (the KS grid of
+    the balance tables, holding every treated value of all cohorts to be pooled) are passed
+    by :func:`match_cohorts`; by default they are built for this cohort alone.
+    """
     t0 = time.perf_counter()
-    df, ineligible = cohort_frame(arrays, m, s.pool)
+    t_pids, cand, ineligible = risk_set(arrays, m, s.pool)
+    if treated is None:
+        treated = features_at(arrays, m, t_pids)
+    df = _frame(treated, features_at(arrays, m, cand))
     opts = s.options()
     kwargs: dict = {}
     if opts.ps_model == "precomputed":
@@ -275,10 +396,32 @@ def match_cohort(
         kwargs = {"score": "ps_logit"}
     feats = s.mahalanobis_features if s.distance == "mahalanobis" else s.features
     res = match(df, treatment="treated", features=list(feats), id="pid", options=opts, **kwargs)
-    df = res.attach_weights(df, name="weight")
-    bal = balance_table(
-        df, treatment="treated", covariates=list(BALANCE_COVARIATES), weights="weight"
+    # per-person weight and score from the match's units (pid = person index)
+    ids = res.units["id"].to_numpy()
+    weight = np.zeros(arrays.n_persons)
+    weight[ids] = res.units["weight"].to_numpy()
+    pid = df["pid"].to_numpy()
+    df = df.with_columns(pl.Series("weight", weight[pid]))
+    if "ps_logit" not in df.columns:  # per-cohort model: its logit; Mahalanobis: null
+        score = np.full(arrays.n_persons, np.nan)
+        score[ids] = res.units["score"].fill_null(np.nan).to_numpy()
+        df = df.with_columns(pl.Series("ps_logit", score[pid]).fill_nan(None))
+    # keep the treated and the twins only (all candidates of all cohorts would not fit)
+    # (gathered, not filtered: a filter may keep the whole frame's buffers alive as a slice)
+    keep_units = res.units.select(pl.col("treated") | (pl.col("weight") > 0)).to_series()
+    res = dataclasses.replace(res, units=res.units[np.flatnonzero(keep_units.to_numpy())])
+    if grid is None:
+        grid = ks_grid(treated, [c for c in s.covariates if c in NUMERIC_FEATURES])
+    parts = balance_parts(
+        df,
+        treatment="treated",
+        covariates=s.covariates,
+        weights="weight",
+        grid=grid,
+        ks_sample=s.ks_sample,
+        seed=s.seed + m,
     )
+    bal = balance_table_from_parts([parts], binary=s.smd_binary)
     gate = balance_gate(
         bal,
         max_abs_smd=s.max_abs_smd,
@@ -288,38 +431,40 @@ def match_cohort(
     return CohortMatch(
         cohort=arrays.months[m],
         n_treated_ineligible=ineligible,
-        n_candidates=int((~df["treated"]).sum()),
+        n_candidates=int(cand.size),
         result=res,
-        frame=df,
+        frame=df[np.flatnonzero(df["treated"].to_numpy() | (df["weight"].to_numpy() > 0))],
         balance=bal,
         gate=gate,
         seconds=time.perf_counter() - t0,
+        parts=parts,
     )
 
 
-def _pooled_balance(cohorts: list[CohortMatch]) -> pl.DataFrame:
+def _pooled_balance(cohorts: list[CohortMatch], binary: BinarySMD = "std") -> pl.DataFrame:
     """Balance over all cohorts stacked (each cohort's candidates with their weights).
 
-    Before matching, candidates of every cohort get weight ``n_treated / n_candidates`` so
-    that each cohort's controls count as much as its treated (a cohort-balanced comparison).
+    The same as :func:`impact.balance.balance_table` on the stacked frames of the cohorts
+    (treated persons and all candidates of every cohort; a person who is a candidate in
+    several cohorts counts once per cohort), computed from each cohort's
+    :class:`impact.balance.BalanceParts` without stacking the candidates.
     """
-    parts = []
-    for c in cohorts:
-        n_t = int(c.frame["treated"].sum())
-        n_c = c.frame.height - n_t
-        if n_t == 0 or n_c == 0:
-            continue
-        cols = ["treated", "weight", *BALANCE_COVARIATES]
-        parts.append(c.frame.select(cols))
+    parts = [
+        c.parts
+        for c in cohorts
+        if c.parts is not None and c.parts.treated.height and c.parts.candidates.n
+    ]
     if not parts:
         return pl.DataFrame()
-    return balance_table(
-        pl.concat(parts), treatment="treated", covariates=list(BALANCE_COVARIATES), weights="weight"
-    )
+    return balance_table_from_parts(parts, binary=binary)
 
 
 def match_cohorts(
-    arrays: PanelArrays, s: TwinSettings | None = None, cohorts: list[date] | None = None
+    arrays: PanelArrays,
+    s: TwinSettings | None = None,
+    cohorts: list[date] | None = None,
+    *,
+    progress: Callable[[str], None] | None = None,
 ) -> TwinsResult:
     """Twins for every cohort month (or the given ``cohorts``).
 
@@ -331,13 +476,33 @@ def match_cohorts(
         Settings (default :class:`TwinSettings`).
     cohorts
         First days of the cohort months to match (default: every month with first starts).
+    progress
+        Called with the name of each stage when it ends (``"treated_features"``,
+        ``"pooled_model"``, ``"matching"``, ``"balance"``), e.g. to measure memory per stage;
+        the seconds per stage are in :attr:`TwinsResult.timings`.
     """
     s = s or TwinSettings()
     months = cohort_months(arrays) if cohorts is None else [arrays.month_index(c) for c in cohorts]
+    stages: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal t0
+        stages[stage] = time.perf_counter() - t0
+        if progress is not None:
+            progress(stage)
+        t0 = time.perf_counter()
+
+    treated = {m: features_at(arrays, m, risk_set(arrays, m, s.pool)[0]) for m in months}
+    numeric = [c for c in s.covariates if c in NUMERIC_FEATURES]
+    grid = ks_grid(pl.concat(treated.values()), numeric) if months else {}
+    lap("treated_features")
     model = None
     if s.distance == "glm" and s.ps_scope == "pooled":
-        model = _pooled_model(arrays, months, s)
-    done = [match_cohort(arrays, m, s, model) for m in months]
+        model = _pooled_model(arrays, months, s, treated)
+        lap("pooled_model")
+    done = [match_cohort(arrays, m, s, model, treated=treated[m], grid=grid) for m in months]
+    lap("matching")
     code = arrays.person_code
     pairs, unmatched, summary, balance = [], [], [], []
     for c in done:
@@ -352,7 +517,13 @@ def match_cohorts(
             ).rename({"treated_id": "treated_pid", "control_id": "twin_pid"})
         )
         if r.unmatched.height:
-            keys = c.frame.select("pid", *DEFAULT_EXACT)
+            keys = c.frame.select(
+                "pid",
+                *(
+                    pl.col(k).cast(pl.String) if isinstance(c.frame.schema[k], pl.Enum) else k
+                    for k in DEFAULT_EXACT
+                ),
+            )
             um = r.unmatched.join(keys, left_on="treated_id", right_on="pid", how="left")
             unmatched.append(
                 um.with_columns(
@@ -386,7 +557,7 @@ def match_cohorts(
     group_gate: dict[int, GateResult] = {}
     for g in sorted(set(groups)):
         members = [c for c, gi in zip(done, groups, strict=True) if gi == g]
-        bal = _pooled_balance(members)
+        bal = _pooled_balance(members, s.smd_binary)
         n_t = sum(c.result.n_treated for c in members)
         lost = sum(c.result.n_unmatched for c in members)
         group_gate[g] = _gate(bal, s, lost / n_t if n_t else 0.0)
@@ -398,7 +569,7 @@ def match_cohorts(
         row["cohort_group"] = g
         row["gate_passed"] = group_gate[g].passed
         row["gate_reasons"] = "; ".join(group_gate[g].reasons)
-    pooled = _pooled_balance(done)
+    pooled = _pooled_balance(done, s.smd_binary)
     if pooled.height:
         balance.append(
             pooled.with_columns(
@@ -420,7 +591,7 @@ def match_cohorts(
         "rank",
         "stratum",
     ]
-    return TwinsResult(
+    result = TwinsResult(
         pairs=pl.concat(pairs).select(pair_cols) if pairs else pl.DataFrame(),
         summary=pl.DataFrame(summary),
         unmatched=pl.concat(unmatched, how="diagonal") if unmatched else pl.DataFrame(),
@@ -429,7 +600,10 @@ def match_cohorts(
         settings=s,
         model=model,
         pooled_gate=pooled_gate,
+        timings=stages,
     )
+    lap("balance")
+    return result
 
 
 def pre_trajectories(
@@ -462,9 +636,10 @@ def pre_trajectories(
         if n_t == 0:
             continue
         twins = ~d & (w > 0)
-        cand = ~d
+        cand = risk_set(arrays, m, result.settings.pool)[1]  # all candidates of the cohort
         for name in series:
             x = arrays.series[name][pid, m - window : m].astype(np.float64)
+            xc = arrays.series[name][cand, m - window : m].astype(np.float64)
             rows.append(
                 pl.DataFrame(
                     {
@@ -472,7 +647,7 @@ def pre_trajectories(
                         "series": name,
                         "treated": x[matched_t].mean(axis=0),
                         "twins": (x[twins] * w[twins, None]).sum(axis=0) / w[twins].sum(),
-                        "candidates": x[cand].mean(axis=0),
+                        "candidates": xc.mean(axis=0),
                         "n": n_t,
                     }
                 )
