@@ -68,7 +68,7 @@ def test_synth_help_documents_all_options(runner):
 def test_demo_help_shows_defaults(runner):
     result = runner.invoke(cli.impact, ["demo", "--help"])
     assert "data/demo" in result.output
-    assert "20000" in result.output
+    assert "100000" in result.output
 
 
 def test_help_is_lazy():
@@ -217,7 +217,7 @@ def test_synth_defaults(runner, fake_generate, tmp_path):
     assert result.exit_code == 0, result.output
     config, _ = fake_generate[0]
     assert _fields(config) == {
-        "persons": 20_000,
+        "persons": 100_000,
         "seed": 1,
         "start": "2019-01",
         "end": "2028-06",
@@ -245,7 +245,7 @@ def test_demo_wiring(runner, fake_generate, fake_pipeline, tmp_path, monkeypatch
     assert result.exit_code == 0, result.output
     config, out = fake_generate[0]
     assert out == Path("data/demo")
-    assert _fields(config)["persons"] == 20_000 and _fields(config)["fmt"] == "csv"
+    assert _fields(config)["persons"] == 100_000 and _fields(config)["fmt"] == "csv"
     assert "pmlp_persons.csv" in result.output
     # then the sources, with the demo config, on the delivery just generated
     assert fake_pipeline[0] == (cli.DEMO_CONFIG, ("sources", "research", "evaluation"),

@@ -40,7 +40,7 @@ def test_demo_config_loads():
     assert cfg.data.sources == Path("data/demo/sources")
     assert cfg.data.quarantine == Path("data/demo/quarantine")
     synth = cfg.synth.synth_config()
-    assert (synth.persons, synth.seed, synth.fmt) == (20_000, 1, "csv")
+    assert (synth.persons, synth.seed, synth.fmt) == (100_000, 1, "csv")
     settings = cfg.ingest_settings()
     assert settings.out == Path("data/demo")
     assert settings.key == PseudonymKey.demo() and settings.key.is_demo

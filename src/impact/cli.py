@@ -30,7 +30,7 @@ from impact import __version__
 
 #: Defaults shared by ``synth`` and ``demo``; configs/demo.yaml documents the same values
 #: (a test keeps them in step).
-DEFAULT_PERSONS = 20_000
+DEFAULT_PERSONS = 100_000
 DEFAULT_SEED = 1
 DEFAULT_START = "2019-01"
 DEFAULT_END = "2028-06"
@@ -170,7 +170,7 @@ def synth(
 
     \b
     Example:
-      impact synth --persons 20000 --seed 1 --out data/demo
+      impact synth --persons 100000 --seed 1 --out data/demo
     """
     _run_synth(
         persons=persons,
@@ -190,11 +190,13 @@ def demo(persons: int, seed: int, out: Path, verbose: bool) -> None:
     """Run the project end to end on the embedded synthetic default.
 
     Generates the synthetic registers (as `impact synth` with the demo settings of
-    configs/demo.yaml: 20,000 persons, seed 1, 2019-01..2028-06, CSV) into OUT, replacing an
-    earlier demo delivery, then ingests them: every source table is validated,
-    pseudonymised with the public demo key and written to OUT/sources/ (rejected rows to
-    OUT/quarantine/), as `impact run --config configs/demo.yaml --select sources`. Exits
-    non-zero if a source fails. Later releases extend it to the full evaluation.
+    configs/demo.yaml: 100,000 persons, seed 1, 2019-01..2028-06, CSV) into OUT, replacing an
+    earlier demo delivery, then runs `impact run --config configs/demo.yaml --select
+    sources,research,evaluation` on it: every source table is validated, pseudonymised with
+    the public demo key and written to OUT/sources/ (rejected rows to OUT/quarantine/); the
+    person-month panel and the ILA episode tables are built (OUT/panel/, OUT/research/);
+    statistical twins are matched and the effects estimated (OUT/twins/, OUT/estimates/).
+    Exits non-zero if a step fails. Later releases add indicators and the publication.
     """
     click.echo(f"impact demo: synthetic registers -> {out}")
     _run_synth(

@@ -119,7 +119,7 @@ class SynthSection(_Section):
     checked by :class:`impact.synth.config.SynthConfig` when the file is loaded.
     """
 
-    persons: int = 20_000
+    persons: int = 100_000
     seed: int = 1
     start: str = "2019-01"
     end: str = "2028-06"

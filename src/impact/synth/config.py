@@ -62,7 +62,7 @@ class SynthConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    persons: int = Field(20_000, ge=500, le=50_000_000)
+    persons: int = Field(100_000, ge=500, le=50_000_000)
     seed: int = Field(1, ge=0)
     start: str = "2019-01"
     end: str = "2028-06"
