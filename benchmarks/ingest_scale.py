@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from _results import record_run
+
 RESULTS = Path(__file__).resolve().parent / "results" / "ingest_scale.json"
 
 CHILD = r"""
@@ -65,11 +67,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
     print(json.dumps(record, indent=2))
-    existing = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": []}
-    existing["runs"] = [r for r in existing["runs"] if r.get("persons") != args.persons]
-    existing["runs"].append(record)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(existing, indent=2) + "\n")
+    record_run(RESULTS, record, keys=("persons",))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import threading
@@ -40,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import psutil
+from _results import record_run
 
 from impact.twins import MatchOptions, PropensityModel, match
 
@@ -201,12 +201,8 @@ def main() -> None:
         },
         "measured": time.strftime("%Y-%m-%d"),
     }
-    existing = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": []}
-    key = ("controls", "treated", "strata", "seed", "omp_num_threads")
-    existing["runs"] = [r for r in existing["runs"] if any(r.get(k) != record[k] for k in key)]
-    existing["runs"].append(record)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(existing, indent=2) + "\n")
+    record_run(RESULTS, record,
+               keys=("controls", "treated", "strata", "seed", "omp_num_threads"))
     print(f"written to {RESULTS}")
 
 

@@ -220,15 +220,21 @@ def demo(persons: int, seed: int, out: Path, verbose: bool) -> None:
 # --------------------------------------------------------------------------- run
 
 
+def _config_option(help_text: str) -> Any:
+    """``--config``: the evaluation config, default ``$IMPACT_CONFIG`` or configs/demo.yaml."""
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=lambda: os.environ.get("IMPACT_CONFIG") or DEFAULT_CONFIG,
+        show_default="$IMPACT_CONFIG, else configs/demo.yaml",
+        help=help_text,
+    )
+
+
+
 @impact.command(context_settings=CONTEXT_SETTINGS)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=lambda: os.environ.get("IMPACT_CONFIG") or DEFAULT_CONFIG,
-    show_default="$IMPACT_CONFIG, else configs/demo.yaml",
-    help="Evaluation config (YAML); validated before anything runs.",
-)
+@_config_option("Evaluation config (YAML); validated before anything runs.")
 @click.option(
     "--select",
     "select",
@@ -425,14 +431,7 @@ def format_run_summary(report: Any) -> str:
 
 @impact.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("sql")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=lambda: os.environ.get("IMPACT_CONFIG") or DEFAULT_CONFIG,
-    show_default="$IMPACT_CONFIG, else configs/demo.yaml",
-    help="Evaluation config whose data.root holds the tables.",
-)
+@_config_option("Evaluation config whose data.root holds the tables.")
 @click.option(
     "--root",
     type=click.Path(file_okay=False, path_type=Path),
