@@ -69,3 +69,23 @@ def test_refutation_and_sensitivity_stored_with_the_estimates(stages) -> None:
         assert names == {"placebo_treatment", "random_common_cause", "data_subset"}
         assert h["e_value"]["e_value"] >= 1.0
         assert "critical_gamma" in h["rosenbaum"]
+
+
+def test_subgroups_partition_the_treated_and_full_subset_reproduces_the_estimate(
+        stages, research) -> None:
+    out, arrays, tw, _ = stages
+    sub = pl.read_parquet(out / "estimates" / "subgroups.parquet")
+    n = tw.pairs["treated_pid"].n_unique()
+    per_dim = sub.group_by("dimension", "value").agg(pl.col("n_treated").first()) \
+        .group_by("dimension").agg(pl.col("n_treated").sum())
+    assert (per_dim["n_treated"] == n).all()
+    # the subset of everybody is the whole estimate
+    from impact.estimate.matched_did import matched_event_study
+    from impact.outcomes import build_trajectories
+
+    tr = pl.read_parquet(research.root / "research" / "treatment.parquet")
+    traj = build_trajectories(arrays, tw.pairs, tr)
+    a = matched_event_study(traj, "earnings_real", "end", event_times=[6], reps=99, seed=1)
+    b = matched_event_study(traj.subset(np.ones(traj.n_treated, bool)), "earnings_real", "end",
+                            event_times=[6], reps=99, seed=1)
+    assert a.at(6)["att"] == b.at(6)["att"] and a.at(6)["se"] == b.at(6)["se"]

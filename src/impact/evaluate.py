@@ -13,7 +13,9 @@ usable from a notebook. Each stage reads what the previous one wrote under the d
     staggered ATT(g,t) cross-check on the same matched persons
     (``staggered_dynamic.parquet``), the side-by-side comparison with disagreement flags
     (``comparison.parquet``), ``headline.json`` (earnings 6/12/24 months after leaving) and
-    ``refutation.json`` (DoWhy refuters, E-values and Rosenbaum bounds at those horizons).
+    ``refutation.json`` (DoWhy refuters, E-values and Rosenbaum bounds at those horizons,
+    placebo in time) and ``subgroups.parquet`` (earnings effects by sex, age band,
+    education, region and employment at the start).
 """
 
 from __future__ import annotations
@@ -208,6 +210,60 @@ def refute_and_sensitivity(arrays: PanelArrays, traj: Any, res: Any, *,
     return out
 
 
+#: Subgroup dimensions of the estimates (treated persons' matching features at the cohort).
+SUBGROUPS = ("sex", "age_band", "edu_band", "region_code", "employed_l1")
+
+
+def subgroup_estimates(arrays: PanelArrays, traj: Any, *, outcome: str = "earnings_real",
+                       clock: str = "end", horizons: tuple[int, ...] = HORIZONS,
+                       dimensions: tuple[str, ...] = SUBGROUPS, min_treated: int = 30,
+                       reps: int = 999, seed: int = 0) -> pl.DataFrame:
+    """Matched DiD by subgroup of the treated persons (same twins, same estimator).
+
+    A subgroup is defined by the treated person's value of a matching feature at the cohort
+    month (e.g. sex, age band); its twins follow it. Subgroups with fewer than
+    ``min_treated`` treated persons are listed with null estimates.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``dimension``, ``value``, ``event_time``, ``att``, ``se``, ``ci_low``, ``ci_high``,
+        ``pvalue``, ``n_treated``, ``n_twins``.
+    """
+    from impact.estimate.matched_did import matched_event_study
+    from impact.twins.features import features_at
+
+    values: dict[str, np.ndarray] = {d: np.empty(traj.n_treated, dtype=object)
+                                     for d in dimensions}
+    for cohort in np.unique(traj.cohort):
+        rows = np.nonzero(traj.cohort == cohort)[0]
+        f = features_at(arrays, int(cohort), traj.treated_pid[rows])
+        for d in dimensions:
+            values[d][rows] = f[d].cast(pl.Utf8).to_numpy()
+    out = []
+    for d in dimensions:
+        for v in sorted(set(values[d].tolist())):
+            keep = values[d] == v
+            row = {"dimension": d, "value": str(v), "n_treated": int(keep.sum())}
+            if keep.sum() < min_treated:
+                out += [row | {"event_time": h} for h in horizons]
+                continue
+            sub = traj.subset(keep)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                res = matched_event_study(sub, outcome, clock, event_times=list(horizons),
+                                          reps=reps, seed=seed)
+            for h in horizons:
+                if h not in set(res.event_time.tolist()):
+                    continue
+                r = res.at(h)
+                out.append(row | {"event_time": h, "att": r["att"], "se": r["se"],
+                                  "ci_low": r["ci_low"], "ci_high": r["ci_high"],
+                                  "pvalue": r["pvalue"],
+                                  "n_twins": int(np.unique(sub.twin_pid).size)})
+    return pl.DataFrame(out, infer_schema_length=None)
+
+
 def placebo_in_time(traj: Any, *, outcome: str = "earnings_real", shift: int = 12,
                     reps: int = 999, seed: int = 0) -> dict[str, Any]:
     """The matched DiD with a fake start ``shift`` months before the real one.
@@ -281,6 +337,10 @@ def run_estimates(arrays: PanelArrays, pairs: pl.DataFrame, treatment: pl.DataFr
     refutation = (refute_and_sensitivity(arrays, traj, end_earnings, seed=seed)
                   if end_earnings is not None else {})
     refutation["placebo_in_time"] = placebo_in_time(traj, reps=reps, seed=seed)
+    t1 = time.perf_counter()
+    _atomic_parquet(subgroup_estimates(arrays, traj, reps=reps, seed=seed),
+                    out / "subgroups.parquet")
+    secs["subgroups"] = time.perf_counter() - t1
     secs["refutation"] = time.perf_counter() - t0
     _atomic_json(refutation, out / "refutation.json")
     n_treated = int(pairs["treated_pid"].n_unique())

@@ -355,6 +355,29 @@ class Trajectories:
                 out.append(np.where(n > 0, s / np.maximum(n, 1), np.nan))
         return out[0], out[1]
 
+    def subset(self, keep: np.ndarray) -> Trajectories:
+        """The trajectories of the treated persons with ``keep`` (bool, per treated row)
+        and their twins: a subgroup, estimated with the same machinery."""
+        keep = np.asarray(keep, dtype=bool)
+        if keep.shape != (self.n_treated,):
+            raise ValueError(f"keep must have one entry per treated person ({self.n_treated})")
+        new_row = np.cumsum(keep) - 1
+        pk = keep[self.pair_treated]
+        grids = {
+            c: EventGrid(clock=g.clock, event_time=g.event_time,
+                         treated={k: v[keep] for k, v in g.treated.items()},
+                         twins={k: v[pk] for k, v in g.twins.items()},
+                         treated_status=g.treated_status[keep],
+                         twin_status=g.twin_status[pk])
+            for c, g in self.grids.items()
+        }
+        return Trajectories(
+            outcomes=self.outcomes, months=self.months, treated_pid=self.treated_pid[keep],
+            treated_code=self.treated_code[keep], cohort=self.cohort[keep],
+            end=self.end[keep], pair_treated=new_row[self.pair_treated[pk]],
+            twin_pid=self.twin_pid[pk], twin_code=self.twin_code[pk],
+            weight=self.weight[pk], twin_start=self.twin_start[pk], grids=grids)
+
     def pairs_frame(self) -> pl.DataFrame:
         """The canonical pairs as a frame (treated and twin codes, weight, months)."""
         return pl.DataFrame(
