@@ -11,7 +11,7 @@ from typing import Any
 
 import dagster as dg
 
-from pipelines.assets.research import EPISODE_TABLES, PANEL_KEY
+from pipelines.assets.research import PANEL_KEY
 from pipelines.resources import ImpactConfig
 
 GROUP = "evaluation"
@@ -111,4 +111,3 @@ def estimates(context: dg.AssetExecutionContext,
 
 
 EVALUATION_ASSETS = [twins, estimates]
-_ = EPISODE_TABLES
