@@ -20,7 +20,6 @@ usable from a notebook. Each stage reads what the previous one wrote under the d
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from impact.atomic import write_json, write_parquet
 from impact.twins.features import HISTORY, PanelArrays
 from impact.twins.riskset import TwinSettings, TwinsResult, match_cohorts, pre_trajectories
 from impact.twins.riskset import write as write_twins
@@ -42,20 +42,6 @@ MIN_TREATED_REFUTE = 20
 #: Disagreement flag: matched and staggered estimates differ by more than this many
 #: combined standard errors.
 DISAGREEMENT_Z = 2.0
-
-
-def _atomic_parquet(df: pl.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    df.write_parquet(tmp, compression="zstd")
-    tmp.replace(path)
-
-
-def _atomic_json(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
 
 
 def load_arrays(panel_dir: Path, treatment: pl.DataFrame) -> PanelArrays:
@@ -73,7 +59,7 @@ def run_twins(arrays: PanelArrays, settings: TwinSettings, out: Path) -> TwinsRe
         warnings.simplefilter("ignore", RuntimeWarning)
         result = match_cohorts(arrays, settings)
     write_twins(result, out)
-    _atomic_parquet(pre_trajectories(arrays, result), out / "pre_trajectories.parquet")
+    write_parquet(pre_trajectories(arrays, result), out / "pre_trajectories.parquet")
     return result
 
 
@@ -317,12 +303,12 @@ def run_estimates(arrays: PanelArrays, pairs: pl.DataFrame, treatment: pl.DataFr
                     end_earnings = res
     event_study = pl.concat(tables, how="diagonal_relaxed")
     secs["matched_event_studies"] = time.perf_counter() - t0
-    _atomic_parquet(event_study, out / "event_study.parquet")
+    write_parquet(event_study, out / "event_study.parquet")
 
     t0 = time.perf_counter()
     stag = staggered_on_matched(arrays, pairs, seed=seed)
     secs["staggered"] = time.perf_counter() - t0
-    _atomic_parquet(stag, out / "staggered_dynamic.parquet")
+    write_parquet(stag, out / "staggered_dynamic.parquet")
     matched = event_study.filter((pl.col("outcome") == "earnings_real")
                                  & (pl.col("clock") == "start")).select(
         "event_time", pl.col("att").alias("att_matched"), pl.col("se").alias("se_matched"))
@@ -332,19 +318,19 @@ def run_estimates(arrays: PanelArrays, pairs: pl.DataFrame, treatment: pl.DataFr
         ((pl.col("att_matched") - pl.col("att_staggered"))
          / (pl.col("se_matched") ** 2 + pl.col("se_staggered") ** 2).sqrt()).alias("z"),
     ).with_columns((pl.col("z").abs() > DISAGREEMENT_Z).alias("disagree")).sort("event_time")
-    _atomic_parquet(cmp, out / "comparison.parquet")
+    write_parquet(cmp, out / "comparison.parquet")
     t0 = time.perf_counter()
     refutation = (refute_and_sensitivity(arrays, traj, end_earnings, seed=seed)
                   if end_earnings is not None else {})
     refutation["placebo_in_time"] = placebo_in_time(traj, reps=reps, seed=seed)
     t1 = time.perf_counter()
-    _atomic_parquet(subgroup_estimates(arrays, traj, reps=reps, seed=seed),
+    write_parquet(subgroup_estimates(arrays, traj, reps=reps, seed=seed),
                     out / "subgroups.parquet")
     secs["subgroups"] = time.perf_counter() - t1
     secs["refutation"] = time.perf_counter() - t0
-    _atomic_json(refutation, out / "refutation.json")
+    write_json(refutation, out / "refutation.json")
     n_treated = int(pairs["treated_pid"].n_unique())
-    _atomic_json({"outcome": "earnings_real", "clock": "end", "unit": "EUR per month, "
+    write_json({"outcome": "earnings_real", "clock": "end", "unit": "EUR per month, "
                   "real (CPI base year)", "horizons": headline,
                   "staggered_disagreements": int(cmp["disagree"].sum()),
                   "seconds": secs}, out / "headline.json")

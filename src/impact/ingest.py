@@ -33,6 +33,7 @@ from pathlib import Path
 import polars as pl
 
 from impact import personal_code
+from impact.atomic import write_parquet
 from impact.contracts.model import Contract, dependency_order, load_contracts
 from impact.contracts.rules import DELIVERY, FILE, META, ROW, TableFailure, check, flag
 from impact.manifest import DeliveryManifest, FileEntry, sha256_file
@@ -367,7 +368,7 @@ def ingest_table(contract: Contract, files: list[tuple[Path, FileEntry, int]],
         if folder.exists():
             shutil.rmtree(folder)
         staging.replace(folder)
-        _atomic_parquet(pl.concat(quarantines, how="vertical_relaxed"),
+        write_parquet(pl.concat(quarantines, how="vertical_relaxed"),
                         settings.out / "quarantine" / f"{contract.table}.parquet")
         res.ok = True
         res.output = str(folder)
@@ -413,21 +414,14 @@ def _cross_check(contract: Contract, clean: pl.LazyFrame, period: tuple[date, da
                     encoding="utf-8")
 
 
-def _atomic_parquet(df: pl.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    df.write_parquet(tmp, compression="zstd")
-    tmp.replace(path)
-
-
 def _write_clean(contract: Contract, clean: pl.DataFrame, folder: Path, part: int) -> None:
     """Write one group of clean rows (by year for year-split tables)."""
     if contract.partition_by_year and clean.height:
         year = pl.col(contract.partition_by_year).dt.year().alias("__y")
         for (y,), chunk in clean.with_columns(year).group_by("__y", maintain_order=True):
-            _atomic_parquet(chunk.drop("__y"), folder / f"year={y}" / f"part-{part}.parquet")
+            write_parquet(chunk.drop("__y"), folder / f"year={y}" / f"part-{part}.parquet")
     else:
-        _atomic_parquet(clean, folder / f"part-{part}.parquet")
+        write_parquet(clean, folder / f"part-{part}.parquet")
 
 
 @dataclass(frozen=True)

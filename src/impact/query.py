@@ -29,6 +29,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from impact import atomic
+
 #: Research tables: view name -> path under the data root (glob for partitioned tables).
 RESEARCH = {
     "panel": "panel/**/*.parquet",
@@ -139,10 +141,4 @@ def write(df: pl.DataFrame, path: Path) -> None:
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise QueryError(f"--output {path}: use a .csv or .parquet file name")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    if suffix == ".csv":
-        df.write_csv(tmp)
-    else:
-        df.write_parquet(tmp, compression="zstd")
-    tmp.replace(path)
+    (atomic.write_csv if suffix == ".csv" else atomic.write_parquet)(df, path)

@@ -26,6 +26,7 @@ from pathlib import Path
 import polars as pl
 
 from impact import episodes as ep
+from impact.atomic import write_parquet
 from impact.panel import demography, labour, learning, state
 from impact.panel.dictionary import names
 
@@ -200,14 +201,6 @@ def slice_panel(inp: _Inputs, year: _Year, first: date, last: date,
     return p.select(names("panel")).collect()
 
 
-def _write(df: pl.DataFrame, path: Path) -> None:
-    """Write atomically: a temporary file renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    df.write_parquet(tmp, compression="zstd", statistics=True)
-    tmp.replace(path)
-
-
 def build(sources: Path, out: Path, cpi_base_year: int = 2024,
           years: list[int] | None = None, chunk_persons: int = 400_000) -> PanelResult:
     """Build the panel from ``sources/`` (ingest output) into ``out/year=YYYY/``.
@@ -279,6 +272,6 @@ def build_episodes(sources: Path, out: Path) -> dict[str, int]:
     }
     counts = {}
     for name, df in tables.items():
-        _write(df.select(names(name)), out / f"{name}.parquet")
+        write_parquet(df.select(names(name)), out / f"{name}.parquet", statistics=True)
         counts[name] = df.height
     return counts

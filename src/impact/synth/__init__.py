@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from impact import __version__
+from impact import __version__, atomic
 from impact.manifest import DeliveryManifest, FileEntry, sha256_file
 from impact.synth.config import SynthConfig
 
@@ -49,12 +49,10 @@ class SynthResult:
 
 
 def _write(df: pl.DataFrame, path: Path, fmt: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
     if fmt == "csv":
-        df.write_csv(tmp, date_format="%Y-%m-%d", null_value="")
+        atomic.write_csv(df, path, date_format="%Y-%m-%d", null_value="")
     else:
-        df.write_parquet(tmp, compression="zstd", statistics=True)
-    tmp.replace(path)
+        atomic.write_parquet(df, path, statistics=True)
 
 
 class _Delivery:

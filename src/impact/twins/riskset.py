@@ -675,29 +675,22 @@ def write(result: TwinsResult, out: Path) -> dict[str, int]:
     atomically.
     """
     import dataclasses
-    import json
 
-    def put(df: pl.DataFrame, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        df.write_parquet(tmp, compression="zstd")
-        tmp.replace(path)
+    from impact.atomic import write_json, write_parquet
 
     for c in result.cohorts:
         key = c.cohort.strftime("%Y-%m")
-        put(
+        write_parquet(
             result.pairs.filter(pl.col("cohort") == c.cohort),
             out / "pairs" / f"cohort={key}" / "part-0.parquet",
         )
-    put(result.summary, out / "summary.parquet")
-    put(result.balance, out / "balance.parquet")
-    put(result.unmatched, out / "unmatched.parquet")
+    write_parquet(result.summary, out / "summary.parquet")
+    write_parquet(result.balance, out / "balance.parquet")
+    write_parquet(result.unmatched, out / "unmatched.parquet")
     meta = {
         "settings": dataclasses.asdict(result.settings),
         "pooled_gate_passed": bool(result.pooled_gate) if result.pooled_gate else None,
         "failures": result.failures(),
     }
-    tmp = out / "settings.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
-    tmp.replace(out / "settings.json")
+    write_json(meta, out / "settings.json")
     return {"pairs": result.pairs.height, "cohorts": len(result.cohorts)}

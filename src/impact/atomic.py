@@ -1,0 +1,39 @@
+"""Write files atomically: to a temporary name beside the target, then rename.
+
+A reader (or a run killed half-way) never sees a half-written file at a final path: the
+rename is atomic on one file system. Parent folders are created.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+
+def _tmp(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(path.name + ".tmp")
+
+
+def write_parquet(df: pl.DataFrame, path: Path, **options: Any) -> None:
+    """``df.write_parquet`` (zstd unless ``compression`` is given), atomically."""
+    tmp = _tmp(path)
+    df.write_parquet(tmp, **({"compression": "zstd"} | options))
+    tmp.replace(path)
+
+
+def write_csv(df: pl.DataFrame, path: Path, **options: Any) -> None:
+    """``df.write_csv``, atomically."""
+    tmp = _tmp(path)
+    df.write_csv(tmp, **options)
+    tmp.replace(path)
+
+
+def write_json(obj: Any, path: Path) -> None:
+    """Indented UTF-8 JSON (``default=str`` for dates and paths), atomically."""
+    tmp = _tmp(path)
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
