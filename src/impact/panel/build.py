@@ -142,7 +142,8 @@ def slice_panel(inp: _Inputs, year: _Year, first: date, last: date,
 
     Every part (employment, unemployment, benefits, residence, education, dependants, ILA,
     prior learning) is computed on the narrow (pid, month) key frame in grid order and the
-    parts are put side by side: no wide joins, no final sort.
+    parts are put side by side (:func:`impact.panel.state.align`): no wide joins, no final
+    sort.
     """
     persons = inp.persons.lazy()
     if pids is not None:
@@ -152,15 +153,16 @@ def slice_panel(inp: _Inputs, year: _Year, first: date, last: date,
     keys = ["pid", "month"]
     lo, hi = (pids if pids is not None else (0, inp.persons.height))
 
-    def left(right: pl.LazyFrame, on: list[str] | str = keys) -> pl.LazyFrame:
-        if on != "month":  # only this chunk's persons enter the hash table
+    def left(right: pl.LazyFrame, on: list[str] | str = keys) -> pl.DataFrame:
+        if on != "month":  # only this chunk's persons
             right = right.filter(pl.col("pid").is_between(lo, hi, closed="left"))
-        return k.join(right, on=on, how="left", maintain_order="left").drop(keys)
+        cols = [on] if isinstance(on, str) else on
+        return state.align(grid, right.collect(), cols)
 
-    def drop_keys(frame: pl.LazyFrame) -> pl.LazyFrame:
-        return frame.drop(keys)
+    def drop_keys(frame: pl.LazyFrame) -> pl.DataFrame:
+        return frame.drop(keys).collect()
 
-    parts = pl.collect_all([
+    parts = [
         left(year.employment),
         left(year.unemployment),
         left(year.benefits),
@@ -175,7 +177,7 @@ def slice_panel(inp: _Inputs, year: _Year, first: date, last: date,
         left(inp.first_start, on="pid"),
         left(inp.deflator, on="month"),
         left(inp.codes, on="pid"),
-    ])
+    ]
     p = pl.concat([grid, *parts], how="horizontal").lazy()
     zeros = {"n_employers": 0, "earnings": 0.0, "days_worked": 0, "ub_days": 0,
              "ub_amount": 0.0, "sick_benefit_days": 0, "ila_grant_balance": 0.0,

@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 
+import numpy as np
 import polars as pl
 
 
@@ -36,6 +37,21 @@ def _clip(events: pl.LazyFrame, first: date, last: date) -> pl.LazyFrame:
     """Fold events before ``first`` into ``first``; drop events after ``last``."""
     return events.filter(pl.col("month") <= last).with_columns(
         pl.max_horizontal(pl.col("month"), pl.lit(first)).alias("month"))
+
+
+def align(keys: pl.DataFrame, right: pl.DataFrame, on: Sequence[str]) -> pl.DataFrame:
+    """``right``'s other columns, one row per row of ``keys`` (null where no match).
+
+    A left join that keeps the order of ``keys`` without the cost of an order-preserving
+    join: an inner join of the key columns only finds each match's row, and every payload
+    column is gathered once. ``right`` must be unique on ``on``.
+    """
+    left = keys.select(on).with_row_index("__i")
+    hits = left.join(right.select(on).with_row_index("__j"), on=list(on), how="inner")
+    src = np.full(keys.height, -1, dtype=np.int64)
+    src[hits["__i"].to_numpy()] = hits["__j"].to_numpy()
+    idx = pl.Series("__src", src).replace(-1, None).cast(pl.UInt32)
+    return right.drop(on).select(pl.all().gather(idx))
 
 
 def _first_row(key: str) -> pl.Expr:
@@ -64,7 +80,9 @@ def cumulate(grid: pl.LazyFrame, events: pl.LazyFrame, columns: Sequence[str], f
     """
     deltas = _clip(events, first, last).group_by(key, "month").agg(
         pl.col(c).sum() for c in columns)
-    joined = grid.join(deltas, on=[key, "month"], how="left", maintain_order="left")
+    keys = grid.collect()
+    joined = pl.concat([keys, align(keys, deltas.collect(), [key, "month"])],
+                       how="horizontal").lazy()
     # running sum over the column, minus its value before the person's first row
     return joined.with_columns(pl.col(c).fill_null(0) for c in columns).with_columns(
         (pl.col(c).cum_sum()
@@ -96,7 +114,9 @@ def carry_forward(grid: pl.LazyFrame, events: pl.LazyFrame, columns: Sequence[st
               .group_by(key, "month")
               .agg(*[pl.col(c).sort_by(order, maintain_order=True).last() for c in columns],
                    pl.lit(True).alias("__event")))
-    joined = grid.join(latest, on=[key, "month"], how="left", maintain_order="left")
+    keys = grid.collect()
+    joined = pl.concat([keys, align(keys, latest.collect(), [key, "month"])],
+                       how="horizontal").lazy()
     # row of the latest event of the person (or the person's first row when none yet)
     src = (pl.when(pl.col("__event").is_not_null() | _first_row(key))
            .then(pl.int_range(pl.len(), dtype=pl.UInt32)).forward_fill())
