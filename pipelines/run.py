@@ -43,7 +43,7 @@ class AssetOutcome:
     status: Status
     metadata: dict[str, Any] = field(default_factory=dict)  # plain values of the metadata
     message: str | None = None  # failure description, or why the asset did not run
-    check_passed: bool | None = None  # the blocking `contract` check (sources only)
+    check_passed: bool | None = None  # the blocking check (`contract` of the sources)
     warnings: list[str] = field(default_factory=list)  # failed non-blocking checks
 
     @property
@@ -185,7 +185,7 @@ def run(
             data = ev.event_specific_data
             if data.asset_key in outcomes:
                 o = outcomes[data.asset_key]
-                if data.check_name != "contract":  # non-blocking diagnostics: reported only
+                if not data.blocking:  # non-blocking diagnostics: reported, never fail a run
                     if not data.passed:
                         o.warnings.append(f"check {data.check_name}: {data.description}")
                     continue
