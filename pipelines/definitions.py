@@ -10,6 +10,7 @@ Modules:
                                    schemas/<table>.yaml
     pipelines/assets/research.py   panel, episodes, treatment, near_participants
     pipelines/assets/evaluation.py twins (+ balance check), estimates
+    pipelines/assets/publication.py indicators, publication (+ blocking disclosure check)
     pipelines/run.py               in-process runs for `impact run` / `impact demo`
 
 The config is ``$IMPACT_CONFIG`` if set, else ``configs/demo.yaml`` (relative to the working
@@ -21,6 +22,8 @@ import dagster as dg
 from pipelines.assets.evaluation import EVALUATION_ASSETS
 from pipelines.assets.evaluation import GROUP as EVALUATION_GROUP
 from pipelines.assets.landing import LANDING_KEY, landing
+from pipelines.assets.publication import GROUP as PUBLICATION_GROUP
+from pipelines.assets.publication import PUBLICATION_ASSETS
 from pipelines.assets.research import GROUP as RESEARCH_GROUP
 from pipelines.assets.research import RESEARCH_ASSETS
 from pipelines.assets.sources import GROUP as SOURCES_GROUP
@@ -31,6 +34,7 @@ LANDING = dg.AssetSelection.assets(LANDING_KEY)
 SOURCES = dg.AssetSelection.groups(SOURCES_GROUP)
 RESEARCH = dg.AssetSelection.groups(RESEARCH_GROUP)
 EVALUATION = dg.AssetSelection.groups(EVALUATION_GROUP)
+PUBLICATION = dg.AssetSelection.groups(PUBLICATION_GROUP)
 
 synth_job = dg.define_asset_job(
     name="synth_job",
@@ -67,8 +71,16 @@ evaluation_job = dg.define_asset_job(
     description="Statistical twins and the effect estimates from the panel.",
 )
 
+publication_job = dg.define_asset_job(
+    name="publication_job",
+    selection=PUBLICATION,
+    executor_def=dg.in_process_executor,
+    description="Impact indicators, disclosure control and the release files "
+    "(data.root/publish/<run_id>/, publish/latest).",
+)
+
 defs = dg.Definitions(
-    assets=[landing, *SOURCE_ASSETS, *RESEARCH_ASSETS, *EVALUATION_ASSETS],
-    jobs=[synth_job, ingest_job, research_job, evaluation_job],
+    assets=[landing, *SOURCE_ASSETS, *RESEARCH_ASSETS, *EVALUATION_ASSETS, *PUBLICATION_ASSETS],
+    jobs=[synth_job, ingest_job, research_job, evaluation_job, publication_job],
     resources={"impact_config": impact_config_from_env()},
 )

@@ -22,15 +22,17 @@ import dagster as dg
 from pipelines.assets.evaluation import EVALUATION_ASSETS
 from pipelines.assets.evaluation import GROUP as EVALUATION_GROUP
 from pipelines.assets.landing import LANDING_KEY, landing
+from pipelines.assets.publication import GROUP as PUBLICATION_GROUP
+from pipelines.assets.publication import PUBLICATION_ASSETS
 from pipelines.assets.research import GROUP as RESEARCH_GROUP
 from pipelines.assets.research import RESEARCH_ASSETS
 from pipelines.assets.sources import GROUP, SOURCE_ASSETS, SOURCE_TABLES, source_key
 from pipelines.resources import ImpactConfig
 
 ALL_ASSETS: list[dg.AssetsDefinition] = [landing, *SOURCE_ASSETS, *RESEARCH_ASSETS,
-                                          *EVALUATION_ASSETS]
+                                          *EVALUATION_ASSETS, *PUBLICATION_ASSETS]
 #: Words --select understands besides table names.
-KEYWORDS = ("all", "sources", "landing", "research", "evaluation")
+KEYWORDS = ("all", "sources", "landing", "research", "evaluation", "publication")
 
 Status = Literal["ok", "failed", "not run"]
 
@@ -72,7 +74,8 @@ def resolve_selection(select: Sequence[str]) -> list[dg.AssetKey]:
 
     ``all`` (every asset), ``sources`` (every source table), ``research`` (the panel and the
     episode tables; the sources must have been ingested before), ``evaluation`` (twins and
-    estimates; needs the research tables), ``landing``, a table
+    estimates; needs the research tables), ``publication`` (indicators, disclosure control
+    and the release files; needs the twins and estimates), ``landing``, a table
     name (``employers`` or ``sources/employers``: that table only; the source tables it
     depends on must have been ingested before), ``+TABLE`` (the table and the source tables
     it depends on, transitively; not the landing).
@@ -97,6 +100,8 @@ def resolve_selection(select: Sequence[str]) -> list[dg.AssetKey]:
             selection |= dg.AssetSelection.groups(RESEARCH_GROUP)
         elif name == "evaluation" and not upstream:
             selection |= dg.AssetSelection.groups(EVALUATION_GROUP)
+        elif name == "publication" and not upstream:
+            selection |= dg.AssetSelection.groups(PUBLICATION_GROUP)
         elif name in SOURCE_TABLES:
             one = dg.AssetSelection.assets(source_key(name))
             selection |= (

@@ -248,7 +248,8 @@ def test_demo_wiring(runner, fake_generate, fake_pipeline, tmp_path, monkeypatch
     assert _fields(config)["persons"] == 100_000 and _fields(config)["fmt"] == "csv"
     assert "pmlp_persons.csv" in result.output
     # then the sources, with the demo config, on the delivery just generated
-    assert fake_pipeline[0] == (cli.DEMO_CONFIG, ("sources", "research", "evaluation"),
+    assert fake_pipeline[0] == (cli.DEMO_CONFIG, ("sources", "research", "evaluation",
+                                                 "publication"),
                                 Path("data/demo"), False)
     assert cli.DEMO_CONFIG == REPO / "configs" / "demo.yaml"
 

@@ -55,7 +55,8 @@ def test_defs_load_with_landing_sources_jobs_and_resource():
     sources = {f"sources/{t}" for t in load_contracts()}
     research = {"panel", "episodes", "treatment", "near_participants"}
     evaluation = {"twins", "estimates"}
-    assert keys == {"landing", *sources, *research, *evaluation}
+    publication = {"indicators", "publication"}
+    assert keys == {"landing", *sources, *research, *evaluation, *publication}
     assert repo.asset_graph.get(dg.AssetKey("landing")).group_name == "landing"
     assert {repo.asset_graph.get(dg.AssetKey(k)).group_name for k in research} == {"research"}
     # the panel depends on the sources it reads; its columns carry the data dictionary
@@ -71,6 +72,7 @@ def test_defs_load_with_landing_sources_jobs_and_resource():
     assert job_keys("ingest_job") == {"landing", *sources}
     assert job_keys("research_job") == research
     assert job_keys("evaluation_job") == evaluation
+    assert job_keys("publication_job") == publication
     assert "impact_config" in repo.get_top_level_resources()
 
 

@@ -356,7 +356,9 @@ def test_impact_run_rejects_a_bad_config_before_running(tmp_path):
 
 
 def test_impact_demo_generates_then_ingests(tmp_path):
-    """The README's main command (small population): delivery, every source, the panel."""
+    """The README's main command (small population): delivery, every source, the panel,
+    twins and estimates; with 800 persons the twins cannot pass their balance gate, so the
+    publication is refused, with the reason, and the exit code says so."""
     out = tmp_path / "demo"
     args = [
         sys.executable,
@@ -371,9 +373,13 @@ def test_impact_demo_generates_then_ingests(tmp_path):
     proc = subprocess.run(
         args, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "impact demo: synthetic registers" in proc.stdout
-    assert f"{len(TABLES) + 6} ok, 0 failed, 0 not run" in proc.stdout
+    assert f"{len(TABLES) + 7} ok, 1 failed, 0 not run" in proc.stdout
+    assert "publication: impact.release.PublicationBlocked: the statistical twins failed " \
+        "their balance gate" in proc.stdout
+    assert (out / "indicators" / "indicators.parquet").is_file()
+    assert not (out / "publish").exists()
     for table in TABLES:
         assert any((out / "sources" / table).rglob("*.parquet")), table
     assert len(list((out / "panel").glob("year=*/part-*.parquet"))) == 10  # 2019..2028

@@ -195,8 +195,10 @@ def demo(persons: int, seed: int, out: Path, verbose: bool) -> None:
     sources,research,evaluation` on it: every source table is validated, pseudonymised with
     the public demo key and written to OUT/sources/ (rejected rows to OUT/quarantine/); the
     person-month panel and the ILA episode tables are built (OUT/panel/, OUT/research/);
-    statistical twins are matched and the effects estimated (OUT/twins/, OUT/estimates/).
-    Exits non-zero if a step fails. Later releases add indicators and the publication.
+    statistical twins are matched and the effects estimated (OUT/twins/, OUT/estimates/);
+    the impact indicators are computed (OUT/indicators/), pass disclosure control and are
+    published to OUT/publish/<run_id>/ (OUT/publish/latest), whose path is the last line
+    printed. Exits non-zero if a step fails.
     """
     click.echo(f"impact demo: synthetic registers -> {out}")
     _run_synth(
@@ -211,7 +213,7 @@ def demo(persons: int, seed: int, out: Path, verbose: bool) -> None:
     click.echo("")
     click.echo(f"impact demo: ingest -> {Path(out) / 'sources'}, panel -> {Path(out) / 'panel'}"
                f", twins and estimates -> {Path(out) / 'estimates'}")
-    code = _run_pipeline(DEMO_CONFIG, ("sources", "research", "evaluation"),
+    code = _run_pipeline(DEMO_CONFIG, ("sources", "research", "evaluation", "publication"),
                          data_root=Path(out), verbose=verbose)
     if code:
         sys.exit(code)
@@ -239,12 +241,13 @@ def _config_option(help_text: str) -> Any:
     "--select",
     "select",
     multiple=True,
-    default=("sources",),
+    default=("all",),
     show_default=True,
     metavar="SELECTION",
     help="What to materialise (repeat or comma-separate): 'sources' (every source table), "
     "'research' (the person-month panel and the ILA episode tables, from ingested sources), "
     "'evaluation' (statistical twins and effect estimates, from the research tables), "
+    "'publication' (indicators, disclosure control and the release files), "
     "'landing' (synthetic configs: generate the delivery), 'all' (everything), a table "
     "name (that table only: its upstream tables must be ingested already) or +TABLE (the "
     "table and its upstream tables).",
@@ -254,15 +257,18 @@ def run(config_path: Path, select: tuple[str, ...], verbose: bool) -> None:
     """Materialise pipeline assets in this process, without the Dagster UI.
 
     Runs the selected assets of the Dagster code location (pipelines/) with the given
-    evaluation config, prints one line per asset (rows in, accepted, quarantined) and the
+    evaluation config (by default all of them: for a synthetic config that first generates
+    the delivery), prints one line per asset (rows in, accepted, quarantined) and the
     failures with their messages, and exits with 1 if any selected asset failed or could not
-    run because an upstream table failed (2 for a bad config or selection). The run is
-    recorded in the instance of $DAGSTER_HOME when that is set, else in a throw-away one.
+    run because an upstream table failed (2 for a bad config or selection). When the
+    publication was made, the last line is its folder. The run is recorded in the instance
+    of $DAGSTER_HOME when that is set, else in a throw-away one.
 
     \b
     Examples:
+      impact run --config configs/demo.yaml
       impact run --config configs/demo.yaml --select sources
-      impact run --config configs/demo.yaml --select all
+      impact run --config configs/demo.yaml --select evaluation,publication
       impact run --select +vid_monthly_reports
     """
     code = _run_pipeline(config_path, select, data_root=None, verbose=verbose)
@@ -350,6 +356,12 @@ def _run_pipeline(
         log_level="INFO" if verbose else "CRITICAL",
     )
     click.echo(format_run_summary(report))
+    if report.success and "publication" in names:
+        from impact.publish import latest_publication
+
+        path = latest_publication(cfg.data.publish)
+        if path is not None:  # the last line: where the publication is
+            click.echo(f"publication: {path}")
     return 0 if report.success else EXIT_FAILED
 
 

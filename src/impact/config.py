@@ -44,6 +44,9 @@ from pydantic import (
     model_validator,
 )
 
+from impact.disclosure.settings import DisclosureSettings
+from impact.indicators.settings import IndicatorSettings
+
 if TYPE_CHECKING:  # heavy / optional imports stay out of `import impact.config`
     from impact.ingest import IngestSettings
     from impact.pseudonym import PseudonymKey
@@ -107,6 +110,16 @@ class DataSection(_Section):
     def estimates(self) -> Path:
         """Event studies, the staggered cross-check and the headline effects."""
         return self.root / "estimates"
+
+    @property
+    def indicators(self) -> Path:
+        """Indicator tables before disclosure control (stay in the secure environment)."""
+        return self.root / "indicators"
+
+    @property
+    def publish(self) -> Path:
+        """Publications: ``publish/<run_id>/`` and ``publish/latest``."""
+        return self.root / "publish"
 
 
 # --------------------------------------------------------------------------- synth
@@ -289,6 +302,16 @@ class EstimatesSection(_Section):
     seed: int = Field(0, ge=0)
 
 
+class PublishSection(_Section):
+    """What a publication requires and contains."""
+
+    require_balance: bool = Field(
+        True, description="Refuse to publish when the twins' balance gate failed.")
+    open_data: list[str] = Field(
+        default_factory=lambda: ["indicators"],
+        description="Tables exported as open data (disclosure-safe rows only).")
+
+
 # --------------------------------------------------------------------------- evaluation
 
 
@@ -303,6 +326,9 @@ class EvaluationConfig(_Section):
     panel: PanelSection = Field(default_factory=PanelSection)
     twins: TwinsSection = Field(default_factory=TwinsSection)
     estimates: EstimatesSection = Field(default_factory=EstimatesSection)
+    indicators: IndicatorSettings = Field(default_factory=IndicatorSettings)
+    disclosure: DisclosureSettings = Field(default_factory=DisclosureSettings)
+    publish: PublishSection = Field(default_factory=PublishSection)
 
     _source_file: Path | None = PrivateAttr(None)
 

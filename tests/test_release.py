@@ -1,0 +1,108 @@
+"""Indicators to publication on the small synthetic evaluation: gates, disclosure, files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from impact import evaluate, release
+from impact.config import EvaluationConfig
+from impact.publish import latest_publication, verify_publication
+from impact.twins.riskset import TwinSettings
+
+
+def _config(root: Path) -> EvaluationConfig:
+    return EvaluationConfig.model_validate({
+        "data": {"root": str(root)}, "synth": {"persons": 4000, "seed": 41},
+        "ingest": {"key": {"source": "demo"}}, "estimates": {"reps": 99},
+        "twins": {"gate_min_treated": 10}})
+
+
+@pytest.fixture(scope="module")
+def released(research, tmp_path_factory):
+    root = tmp_path_factory.mktemp("release")
+    for part in ("landing", "sources", "panel", "research"):
+        (root / part).symlink_to(research.root / part, target_is_directory=True)
+    cfg = _config(root)
+    tr = pl.read_parquet(cfg.data.research / "treatment.parquet")
+    arrays = evaluate.load_arrays(cfg.data.panel, tr)
+    tw = evaluate.run_twins(arrays, TwinSettings(gate_min_treated=10), cfg.data.twins)
+    # the balance gate of 4,000 persons' handful of participants is not what is tested here
+    meta = json.loads((cfg.data.twins / "settings.json").read_text())
+    meta["failures"] = []
+    (cfg.data.twins / "settings.json").write_text(json.dumps(meta))
+    summary = release.run_indicators(cfg)
+    result = release.run_publication(cfg)
+    return cfg, summary, result, tw
+
+
+def test_publication_files_and_latest(released) -> None:
+    cfg, summary, result, _ = released
+    assert summary["indicators"] >= 40
+    path = result.path
+    assert latest_publication(cfg.data.publish) == path
+    for name in ("indicators.csv", "indicators.parquet", "indicators.json", "manifest.json",
+                 "disclosure_report.json", "disclosure_report.md",
+                 "tables/income_curves.csv", "tables/career_step_km.csv",
+                 "open_data/indicators.csv", "open_data/datapackage.json"):
+        assert (path / name).is_file(), name
+    assert verify_publication(path) == []
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["run_id"] == result.run_id
+    assert "root" not in manifest["config"]["data"]
+    assert any(f["path"].endswith("manifest.json") for f in manifest["input_files"])
+
+
+def test_no_published_cell_below_the_threshold_and_suppressed_cells_are_empty(released
+                                                                               ) -> None:
+    cfg, _, result, _ = released
+    t = pl.read_parquet(result.path / "indicators.parquet")
+    shown = t.filter(~pl.col("suppressed"))
+    assert shown.height > 0
+    assert (shown["n_participants"] >= cfg.disclosure.min_persons).all()
+    assert (shown["n_twins"] >= cfg.disclosure.min_persons).all()
+    hidden = t.filter(pl.col("suppressed"))
+    assert hidden.height > 0
+    for c in ("n_participants", "participants", "twins", "net", "se", "ci_low", "p_value",
+              "twins_ess", "p_holm", "participants_pre"):
+        assert hidden[c].null_count() == hidden.height, c
+    assert not any(c.startswith("_") for c in t.columns)
+    report = json.loads((result.path / "disclosure_report.json").read_text())
+    assert result.recovered == 0
+    assert json.dumps(report).count("recovered") >= 1
+    od = pl.read_csv(result.path / "open_data" / "indicators.csv")
+    assert od.height == shown.height
+
+
+def test_re_running_gives_byte_identical_tables(released) -> None:
+    cfg, _, result, _ = released
+    before = {p.relative_to(result.path): p.read_bytes()
+              for p in result.path.rglob("*") if p.is_file()}
+    again = release.run_publication(cfg)
+    assert again.path == result.path and again.run_id == result.run_id
+    after = {p.relative_to(again.path): p.read_bytes()
+             for p in again.path.rglob("*") if p.is_file()}
+    assert before == after
+
+
+def test_failed_balance_gate_blocks_publication(released, tmp_path) -> None:
+    cfg, _, _, _ = released
+    root = tmp_path / "blocked"
+    root.mkdir()
+    for part in ("landing", "sources", "panel", "research", "indicators"):
+        (root / part).symlink_to(cfg.data.root / part, target_is_directory=True)
+    shutil.copytree(cfg.data.twins, root / "twins")
+    meta = json.loads((root / "twins" / "settings.json").read_text())
+    meta["failures"] = ["cohort group 2025-01..2025-03: |SMD| 0.31 > 0.1 (earn_l1)"]
+    (root / "twins" / "settings.json").write_text(json.dumps(meta))
+    blocked = _config(root)
+    with pytest.raises(release.PublicationBlocked, match="balance gate"):
+        release.run_publication(blocked)
+    assert not (root / "publish").exists()
+    relaxed = blocked.model_copy(update={"publish": blocked.publish.model_copy(
+        update={"require_balance": False})})
+    assert release.run_publication(relaxed).path.is_dir()
