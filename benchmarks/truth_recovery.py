@@ -172,6 +172,8 @@ def main() -> None:
         help="reuse a twins table (Parquet) instead of matching (timing skipped)",
     )
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--pool", default="not_yet_treated",
+                    choices=["not_yet_treated", "never_treated", "account_holders"])
     args = ap.parse_args()
     root = args.root.resolve()
     timings: dict[str, float] = {}
@@ -180,7 +182,7 @@ def main() -> None:
     arrays = PanelArrays.load(root / "panel")
     timings["load_arrays"] = time.perf_counter() - t0
 
-    settings = TwinSettings()
+    settings = TwinSettings(pool=args.pool)
     twins_info: dict[str, Any] = {}
     t0 = time.perf_counter()
     if args.pairs is not None:
@@ -306,7 +308,9 @@ def main() -> None:
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     data = json.loads(args.out.read_text()) if args.out.exists() else {"runs": {}}
-    data.setdefault("runs", {})[str(root)] = out
+    key = str(root) if args.pool == "not_yet_treated" else f"{root}|pool={args.pool}"
+    out["pool"] = args.pool
+    data.setdefault("runs", {})[key] = out
     args.out.write_text(json.dumps(data, indent=2, default=float) + "\n")
 
     print(f"truth recovery on {root} ({arrays.n_persons} persons)")

@@ -31,6 +31,8 @@ def released(research, tmp_path_factory):
     tr = pl.read_parquet(cfg.data.research / "treatment.parquet")
     arrays = evaluate.load_arrays(cfg.data.panel, tr)
     tw = evaluate.run_twins(arrays, TwinSettings(gate_min_treated=10), cfg.data.twins)
+    evaluate.run_estimates(arrays, tw.pairs, tr, cfg.data.sources, cfg.data.estimates,
+                           reps=99, seed=0)
     # the balance gate of 4,000 persons' handful of participants is not what is tested here
     meta = json.loads((cfg.data.twins / "settings.json").read_text())
     meta["failures"] = []
@@ -48,6 +50,8 @@ def test_publication_files_and_latest(released) -> None:
     for name in ("indicators.csv", "indicators.parquet", "indicators.json", "manifest.json",
                  "disclosure_report.json", "disclosure_report.md",
                  "tables/income_curves.csv", "tables/career_step_km.csv",
+                 "tables/event_study.csv", "tables/balance.csv", "tables/twins_groups.csv",
+                 "tables/pre_trajectories.csv", "tables/data_quality.csv",
                  "open_data/indicators.csv", "open_data/datapackage.json"):
         assert (path / name).is_file(), name
     assert verify_publication(path) == []
@@ -76,6 +80,13 @@ def test_no_published_cell_below_the_threshold_and_suppressed_cells_are_empty(re
     assert json.dumps(report).count("recovered") >= 1
     od = pl.read_csv(result.path / "open_data" / "indicators.csv")
     assert od.height == shown.height
+    es = pl.read_parquet(result.path / "tables" / "event_study.parquet")
+    assert es.height > 0 and (es.filter(~pl.col("suppressed"))["n_participants"]
+                              >= cfg.disclosure.min_persons).all()
+    for name in ("twins_groups", "balance"):
+        t = pl.read_parquet(result.path / "tables" / f"{name}.parquet")
+        n = "n_matched" if name == "twins_groups" else "n_treated_after"
+        assert (t[n] >= cfg.disclosure.min_persons).all(), name
 
 
 def test_re_running_gives_byte_identical_tables(released) -> None:
@@ -93,7 +104,7 @@ def test_failed_balance_gate_blocks_publication(released, tmp_path) -> None:
     cfg, _, _, _ = released
     root = tmp_path / "blocked"
     root.mkdir()
-    for part in ("landing", "sources", "panel", "research", "indicators"):
+    for part in ("landing", "sources", "panel", "research", "indicators", "estimates"):
         (root / part).symlink_to(cfg.data.root / part, target_is_directory=True)
     shutil.copytree(cfg.data.twins, root / "twins")
     meta = json.loads((root / "twins" / "settings.json").read_text())

@@ -98,6 +98,20 @@ def test_never_treated_pool_excludes_later_starters(arrays) -> None:
     assert (arrays.series["eligible"][np.r_[treated, cand], m] == 1).all()
 
 
+def test_account_holder_pool_is_the_not_yet_treated_with_an_account(arrays, research) -> None:
+    m = arrays.month_index(date(2025, 6, 1))
+    _, cand, _ = risk_set(arrays, m, "account_holders")
+    _, nyt, _ = risk_set(arrays, m, "not_yet_treated")
+    assert 0 < cand.size < nyt.size
+    holders = arrays.series["ila_account"][:, m - 1] == 1
+    assert holders[cand].all()
+    np.testing.assert_array_equal(cand, nyt[holders[nyt]])
+    # the panel's account flag: an account created on or before the month's last day
+    acc = research.panel.filter(pl.col("month") == arrays.months[m - 1],
+                                pl.col("ila_account"))["pid"].to_numpy()
+    assert set(cand) <= set(acc.tolist())
+
+
 def test_exact_strata_and_caliper_are_respected(twins) -> None:
     for c in twins.cohorts:
         f = c.frame.select("pid", *twins.settings.exact, "ps_logit")

@@ -251,7 +251,10 @@ class PanelSection(_Section):
 class TwinsSection(_Section):
     """How statistical twins are matched (R MatchIt vocabulary; see impact.twins.riskset)."""
 
-    pool: Literal["not_yet_treated", "never_treated"] = "not_yet_treated"
+    pool: Literal["not_yet_treated", "never_treated", "account_holders"] = Field(
+        "not_yet_treated",
+        description="Twin candidates: not yet started by the cohort month; never started; or "
+        "not yet started and holding an ILA account by the month before (near-participants).")
     exact: list[str] = Field(
         default_factory=lambda: ["sex", "age_band", "region_code", "edu_band", "employed_l1"],
         description="Exact strata: twins share these features.")

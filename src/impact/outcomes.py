@@ -566,7 +566,7 @@ def candidate_change_means(
     outcome: str,
     *,
     baseline: tuple[int, int] = (-12, -1),
-    pool: Literal["not_yet_treated", "never_treated"] = "not_yet_treated",
+    pool: Literal["not_yet_treated", "never_treated", "account_holders"] = "not_yet_treated",
     sector_rel_wage: Mapping[str, float] | None = None,
     max_candidates: int | None = None,
     seed: int = 0,

@@ -98,6 +98,21 @@ def labels(definitions: dict[str, dict[str, Any]], table: pl.DataFrame) -> Any:
                            "beigām", "unit": "EUR/month (real)",
                            "definition_en": "participants and weighted twins observed in "
                            "month L+e; net = level difference", "population": "participants"}
+    names = {"earnings_real": ("real monthly earnings", "reālie mēneša ienākumi"),
+             "employed": ("employment", "nodarbinātība"),
+             "daily_wage_real": ("real daily wage", "reālā dienas alga")}
+    clocks = {"end": ("months from leaving", "mēneši kopš dalības beigām"),
+              "start": ("months from the start", "mēneši kopš dalības sākuma")}
+    for outcome, clock in EVENT_STUDY_SERIES:
+        (o_en, o_lv), (c_en, c_lv) = names[outcome], clocks[clock]
+        ind[f"event_study_{outcome}_{clock}"] = {
+            "en": f"Event study: effect on {o_en} by {c_en}",
+            "lv": f"Notikumu analīze: ietekme uz {o_lv} pa mēnešiem ({c_lv})",
+            "unit": "EUR/month (real)" if outcome == "earnings_real" else (
+                "EUR/day (real)" if outcome == "daily_wage_real" else "share"),
+            "definition_en": "matched DiD ATT(e) against the mean of months -12..-1 before "
+            "the start; pre-period estimates are placebos; band = uniform 95 % band",
+            "population": "matched participants observed at the event time"}
     dims = {k: {"en": en, "lv": lv} for k, (en, lv) in DIMENSIONS.items()}
     groups: dict[str, dict[str, dict[str, str]]] = {}
     for dim, grp in table.select("dimension", "group").unique().iter_rows():
@@ -113,6 +128,9 @@ def _code_version() -> str:
         sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=PROJECT_ROOT,
                              capture_output=True, text=True, timeout=10, check=True
                              ).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src", "pipelines"],
+                               cwd=PROJECT_ROOT, capture_output=True, timeout=30).returncode
+        sha += ".dirty" if dirty else ""  # uncommitted code changes: not the commit's code
     except (OSError, subprocess.SubprocessError):
         sha = ""
     return f"{__version__}+{sha}" if sha else __version__
@@ -159,7 +177,7 @@ def _km_thresholded(km: pl.DataFrame, min_persons: int) -> pl.DataFrame:
 #: Columns that describe a cell rather than measure it (kept when the cell is suppressed;
 #: the person counts are handled by disclosure control itself).
 _DESCRIPTIVE = frozenset({"indicator", "family", "dimension", "group", "horizon", "kind",
-                          "unit", "contrast", "n_participants", "n_twins"})
+                          "unit", "contrast", "period", "n_participants", "n_twins"})
 
 
 def _hide_all(cfg: EvaluationConfig, table: pl.DataFrame) -> Any:
@@ -170,6 +188,76 @@ def _hide_all(cfg: EvaluationConfig, table: pl.DataFrame) -> Any:
         return cfg.disclosure
     cols = tuple(c for c in table.columns if c not in _DESCRIPTIVE and not c.startswith("_"))
     return cfg.disclosure.model_copy(update={"value_columns": cols})
+
+
+#: Event-study series published (outcome, clock): earnings and employment on both clocks.
+EVENT_STUDY_SERIES = (("earnings_real", "end"), ("earnings_real", "start"), ("employed", "end"),
+                      ("daily_wage_real", "end"))
+
+
+def _event_study_cells(estimates: Path) -> pl.DataFrame:
+    """Event-study rows as disclosure cells (one indicator per outcome and clock)."""
+    es = pl.read_parquet(estimates / "event_study.parquet")
+    keep = pl.any_horizontal([(pl.col("outcome") == o) & (pl.col("clock") == c)
+                              for o, c in EVENT_STUDY_SERIES])
+    return es.filter(keep).select(
+        (pl.lit("event_study_") + pl.col("outcome") + "_" + pl.col("clock")).alias("indicator"),
+        pl.lit("all").alias("dimension"), pl.lit("all").alias("group"),
+        pl.col("event_time").cast(pl.Int64).alias("horizon"), pl.lit("other").alias("kind"),
+        "period", pl.col("n_treated").alias("n_participants"), "n_twins", "twin_ess",
+        pl.col("att").alias("net"), "se", "ci_low", "ci_high", "band_low", "band_high",
+        pl.col("pvalue").alias("p_value"), "att_naive", "se_naive")
+
+
+def _twins_overview(cfg: EvaluationConfig) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Matching summary per cohort group, pooled balance per covariate and the pre-period
+    trajectories: aggregates over groups of at least ``disclosure.min_persons`` persons
+    (groups below it are left out, counted in the disclosure report's note)."""
+    k = cfg.disclosure.min_persons
+    summary = pl.read_parquet(cfg.data.twins / "summary.parquet")
+    balance = pl.read_parquet(cfg.data.twins / "balance.parquet").filter(
+        pl.col("cohort").is_null())  # cohort groups (cohort_group set) and pooled (null)
+    smd = balance.filter(pl.col("cohort_group").is_not_null()).group_by("cohort_group").agg(
+        pl.col("smd_before").abs().max().alias("max_abs_smd_before"),
+        pl.col("smd_after").abs().max().alias("max_abs_smd_after"))
+    groups = summary.group_by("cohort_group").agg(
+        pl.col("cohort").min().alias("first_cohort"), pl.col("cohort").max().alias(
+            "last_cohort"), pl.col("n_treated").sum(), pl.col("n_matched").sum(),
+        pl.col("n_unmatched").sum(), pl.col("gate_passed").all()
+    ).join(smd, on="cohort_group", how="left").with_columns(
+        (pl.col("n_unmatched") / pl.col("n_treated")).alias("unmatched_share")
+    ).filter(pl.col("n_matched") >= k).sort("cohort_group")
+    groups = groups.with_columns(  # a handful of unmatched persons: a share, not a count
+        pl.when(pl.col("n_unmatched") < k).then(None).otherwise(pl.col("n_unmatched"))
+        .alias("n_unmatched"))
+    bal = balance.filter(pl.col("cohort_group").is_null() & (pl.col("n_treated_after") >= k)
+                         & (pl.col("n_control_after") >= k)).select(
+        "covariate", "variable", "type", "smd_before", "smd_after", "vr_before", "vr_after",
+        "ks_before", "ks_after", "n_treated_after", "n_control_after")
+    pre = pl.read_parquet(cfg.data.twins / "pre_trajectories.parquet").with_columns(
+        pl.col("event_time").cast(pl.Int64))
+    n_matched = int(summary["n_matched"].sum())
+    if n_matched < k:
+        pre = pre.clear()
+    return groups, bal, pre
+
+
+def _data_quality(cfg: EvaluationConfig) -> pl.DataFrame:
+    """Rows in, accepted, quarantined, duplicates and superseded per source table (counts of
+    register rows, not of persons), from ``reconciliation.json``."""
+    path = cfg.data.root / "reconciliation.json"
+    if not path.is_file():
+        return pl.DataFrame(schema={"table": pl.String, "rows_in": pl.Int64})
+    rec = json.loads(path.read_text())
+    rows = []
+    for table, r in sorted(rec.items()):
+        files = r.get("files") or []
+        rows.append({"table": table, "rows_in": r.get("rows_in"), "accepted": r.get("accepted"),
+                     "quarantined": r.get("quarantined"),
+                     "duplicates": sum(int(f.get("duplicates") or 0) for f in files),
+                     "superseded": sum(int(f.get("superseded") or 0) for f in files),
+                     "ok": bool(r.get("ok"))})
+    return pl.DataFrame(rows)
 
 
 def balance_failures(cfg: EvaluationConfig) -> list[str]:
@@ -203,11 +291,15 @@ def run_publication(cfg: EvaluationConfig) -> ReleaseResult:
     curves = _curves_cells(pl.read_parquet(src / "income_curves.parquet"))
     curves_pub, curves_report = apply_disclosure_control(curves, _hide_all(cfg, curves))
     recovered = report.audit.recovered + curves_report.audit.recovered
+    es = _event_study_cells(cfg.data.estimates)
+    es_pub, es_report = apply_disclosure_control(es, _hide_all(cfg, es))
+    recovered += es_report.audit.recovered
+    km = _km_thresholded(pl.read_parquet(src / "career_step_km.parquet"),
+                         cfg.disclosure.min_persons)
+    groups, bal, pre = _twins_overview(cfg)
     if recovered:
         raise PublicationBlocked(f"disclosure audit recovered {recovered} suppressed cells; "
                                  "nothing published")
-    km = _km_thresholded(pl.read_parquet(src / "career_step_km.parquet"),
-                         cfg.disclosure.min_persons)
     config = cfg.model_dump(mode="json")
     config["data"].pop("root", None)  # where the data sit is not part of the result
     meta = RunMeta(
@@ -222,7 +314,10 @@ def run_publication(cfg: EvaluationConfig) -> ReleaseResult:
         control_group={"kind": "statistical twins (risk-set matching)",
                        "settings": cfg.twins.model_dump(mode="json")})
     path = publish(published, report, labels(definitions, table), meta, cfg.data.publish,
-                   extra_tables={"income_curves": curves_pub, "career_step_km": km},
+                   extra_tables={"income_curves": curves_pub, "career_step_km": km,
+                                 "event_study": es_pub, "twins_groups": groups,
+                                 "balance": bal, "pre_trajectories": pre,
+                                 "data_quality": _data_quality(cfg)},
                    open_data=cfg.publish.open_data, min_persons=cfg.disclosure.min_persons,
                    key=cfg.pseudonym_key())
     return ReleaseResult(path=path, run_id=run_id(meta), cells=published.height,

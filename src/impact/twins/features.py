@@ -67,6 +67,7 @@ SERIES: dict[str, type[np.generic]] = {
     "isced_level": np.int8,
     "skill_level": np.int8,
     "prior_learning_courses": np.int16,
+    "ila_account": np.int8,
 }
 #: Categorical monthly columns loaded as codes (``-1`` = missing).
 CATEGORIES = (

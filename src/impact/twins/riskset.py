@@ -8,7 +8,9 @@ For every cohort month ``m`` (the month the first ILA course starts):
 * **candidates**: eligible persons who have not started any ILA course by ``m``. With the
   ``not_yet_treated`` pool (default) persons who start later are candidates until their own
   start (the outcome stage censors them from then on); with ``never_treated`` only persons
-  who never start are;
+  who never start are; with ``account_holders`` (the report's "near-participants") only
+  not-yet-treated persons who had opened an ILA account by ``m-1``: people who showed the
+  same intent to learn, which the registers do not otherwise record;
 * **features**: :func:`impact.twins.features.features_at`, months ``< m`` only;
 * **matching**: exact strata (default sex, age band, region, education band, employed in
   ``m-1``), then nearest neighbours on the logit propensity score (a model pooled over
@@ -114,7 +116,7 @@ from impact.twins.matching import MatchResult, match
 from impact.twins.options import Distance, MatchOptions
 from impact.twins.propensity import PropensityModel
 
-Pool = Literal["not_yet_treated", "never_treated"]
+Pool = Literal["not_yet_treated", "never_treated", "account_holders"]
 PsScope = Literal["pooled", "per_cohort"]
 
 DEFAULT_EXACT = ("sex", "age_band", "region_code", "edu_band", "employed_l1")
@@ -310,6 +312,8 @@ def risk_set(arrays: PanelArrays, m: int, pool: Pool) -> tuple[np.ndarray, np.nd
     starts = fs == m
     treated = np.nonzero(starts & eligible)[0]
     later = (fs == -1) if pool == "never_treated" else ((fs == -1) | (fs > m))
+    if pool == "account_holders":
+        later &= (arrays.series["ila_account"][:, m - 1] == 1) if m > 0 else False
     candidates = np.nonzero(later & eligible)[0]
     return treated, candidates, int((starts & ~eligible).sum())
 
