@@ -11,6 +11,7 @@ Modules:
     pipelines/assets/research.py   panel, episodes, treatment, near_participants
     pipelines/assets/evaluation.py twins (+ balance check), estimates
     pipelines/assets/publication.py indicators, publication (+ blocking disclosure check)
+    pipelines/automation.py        delivery sensor, monthly refresh and quarterly publication
     pipelines/run.py               in-process runs for `impact run` / `impact demo`
 
 The config is ``$IMPACT_CONFIG`` if set, else ``configs/demo.yaml`` (relative to the working
@@ -28,6 +29,7 @@ from pipelines.assets.research import GROUP as RESEARCH_GROUP
 from pipelines.assets.research import RESEARCH_ASSETS
 from pipelines.assets.sources import GROUP as SOURCES_GROUP
 from pipelines.assets.sources import SOURCE_ASSETS
+from pipelines.automation import build_automation
 from pipelines.resources import impact_config_from_env
 
 LANDING = dg.AssetSelection.assets(LANDING_KEY)
@@ -79,8 +81,28 @@ publication_job = dg.define_asset_job(
     "(data.root/publish/<run_id>/, publish/latest).",
 )
 
+delivery_job = dg.define_asset_job(
+    name="delivery_job",
+    selection=SOURCES,
+    executor_def=dg.in_process_executor,
+    description="Every source table from the deliveries under data.root/landing/ (what the "
+    "delivery sensor launches; the landing asset is not re-run).",
+)
+
+refresh_job = dg.define_asset_job(
+    name="refresh_job",
+    selection=RESEARCH | EVALUATION,
+    executor_def=dg.in_process_executor,
+    description="Monthly refresh: the research tables, then twins and estimates.",
+)
+
+delivery_sensor, schedules = build_automation(delivery_job, refresh_job, publication_job)
+
 defs = dg.Definitions(
     assets=[landing, *SOURCE_ASSETS, *RESEARCH_ASSETS, *EVALUATION_ASSETS, *PUBLICATION_ASSETS],
-    jobs=[synth_job, ingest_job, research_job, evaluation_job, publication_job],
+    jobs=[synth_job, ingest_job, research_job, evaluation_job, publication_job, delivery_job,
+          refresh_job],
+    sensors=[delivery_sensor],
+    schedules=schedules,
     resources={"impact_config": impact_config_from_env()},
 )

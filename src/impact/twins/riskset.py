@@ -305,6 +305,13 @@ def cohort_months(arrays: PanelArrays) -> list[int]:
     return sorted(int(m) for m in np.unique(fs))
 
 
+def _max_abs(s: pl.Series) -> float:
+    """Largest absolute value (NaN for an empty or all-null column: a cohort without
+    candidates has no balance rows)."""
+    v = s.abs().max()
+    return float(v) if v is not None else float("nan")
+
+
 def risk_set(arrays: PanelArrays, m: int, pool: Pool) -> tuple[np.ndarray, np.ndarray, int]:
     """Treated pids, candidate pids and the number of ineligible treated of cohort ``m``."""
     eligible = arrays.series["eligible"][:, m] == 1
@@ -549,7 +556,7 @@ def match_cohorts(
                 "n_twins": sm["n_controls_used"],
                 "n_pairs": sm["n_pairs"],
                 "twin_ess": sm["control_ess"],
-                "max_abs_smd_before": float(c.balance["smd_before"].abs().max()),
+                "max_abs_smd_before": _max_abs(c.balance["smd_before"]),
                 "max_abs_smd_after": c.gate.max_abs_smd,
                 "gate_passed": c.gate.passed,
                 "gate_reasons": "; ".join(c.gate.reasons),
