@@ -35,3 +35,36 @@ def research(tmp_path_factory: pytest.TempPathFactory) -> Research:
     panel.build_episodes(root / "sources", root / "research")
     df = pl.read_parquet(root / "panel" / "**" / "*.parquet", hive_partitioning=False)
     return Research(root=root, result=res, panel=df)
+
+
+@pytest.fixture(scope="session")
+def publication(research: Research, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A complete publication folder of the 4,000-person evaluation (read-only for tests).
+
+    Twins, estimates (99 bootstrap reps), indicators, disclosure control and the release
+    files, as in tests/test_release.py; the balance gate of this small sample's handful of
+    participants is waived. Returns ``data.publish/<run_id>``.
+    """
+    import json
+
+    from impact import evaluate, release
+    from impact.config import EvaluationConfig
+    from impact.twins.riskset import TwinSettings
+
+    root = tmp_path_factory.mktemp("publication")
+    for part in ("landing", "sources", "panel", "research"):
+        (root / part).symlink_to(research.root / part, target_is_directory=True)
+    cfg = EvaluationConfig.model_validate({
+        "data": {"root": str(root)}, "synth": {"persons": 4000, "seed": 41},
+        "ingest": {"key": {"source": "demo"}}, "estimates": {"reps": 99},
+        "twins": {"gate_min_treated": 10}})
+    tr = pl.read_parquet(cfg.data.research / "treatment.parquet")
+    arrays = evaluate.load_arrays(cfg.data.panel, tr)
+    tw = evaluate.run_twins(arrays, TwinSettings(gate_min_treated=10), cfg.data.twins)
+    evaluate.run_estimates(arrays, tw.pairs, tr, cfg.data.sources, cfg.data.estimates,
+                           reps=99, seed=0)
+    settings = json.loads((cfg.data.twins / "settings.json").read_text())
+    settings["failures"] = []
+    (cfg.data.twins / "settings.json").write_text(json.dumps(settings))
+    release.run_indicators(cfg)
+    return release.run_publication(cfg).path

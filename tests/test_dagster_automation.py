@@ -129,4 +129,4 @@ def test_jobs_select_the_right_assets() -> None:
     assert all(k.startswith("sources/") for k in keys("delivery_job"))
     assert keys("refresh_job") == {"panel", "episodes", "treatment", "near_participants",
                                    "twins", "estimates"}
-    assert keys("publication_job") == {"indicators", "publication"}
+    assert keys("publication_job") == {"indicators", "publication", "report"}

@@ -55,7 +55,7 @@ def test_defs_load_with_landing_sources_jobs_and_resource():
     sources = {f"sources/{t}" for t in load_contracts()}
     research = {"panel", "episodes", "treatment", "near_participants"}
     evaluation = {"twins", "estimates"}
-    publication = {"indicators", "publication"}
+    publication = {"indicators", "publication", "report"}
     assert keys == {"landing", *sources, *research, *evaluation, *publication}
     assert repo.asset_graph.get(dg.AssetKey("landing")).group_name == "landing"
     assert {repo.asset_graph.get(dg.AssetKey(k)).group_name for k in research} == {"research"}

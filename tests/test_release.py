@@ -89,6 +89,16 @@ def test_no_published_cell_below_the_threshold_and_suppressed_cells_are_empty(re
         assert (t[n] >= cfg.disclosure.min_persons).all(), name
 
 
+def test_group_labels_depend_on_the_dimension(released) -> None:
+    _, _, result, _ = released
+    t = pl.read_parquet(result.path / "indicators.parquet").select(
+        "dimension", "group", "group_label_en", "group_label_lv").unique()
+    sex = t.filter(pl.col("dimension") == "sex")
+    assert set(sex["group_label_en"]) <= {"men", "women", "unknown"}
+    sec = t.filter(pl.col("dimension") == "sector_at_entry", pl.col("group").is_in(["F", "M"]))
+    assert sec.height > 0 and (sec["group_label_en"] == sec["group"]).all()
+
+
 def test_re_running_gives_byte_identical_tables(released) -> None:
     cfg, _, result, _ = released
     before = {p.relative_to(result.path): p.read_bytes()

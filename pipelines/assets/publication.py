@@ -1,9 +1,10 @@
 """Publication assets: impact indicators, then disclosure control and the release files.
 
-Thin wrappers of :func:`impact.release.run_indicators` and
-:func:`impact.release.run_publication`. The ``publication`` asset fails (and writes nothing
-new) when the twins failed their balance gate or when the disclosure audit could still
-recover a suppressed cell; its blocking check ``disclosure`` records the audit.
+Thin wrappers of :func:`impact.release.run_indicators`,
+:func:`impact.release.run_publication` and :func:`impact.report.write_report`. The
+``publication`` asset fails (and writes nothing new) when the twins failed their balance
+gate or when the disclosure audit could still recover a suppressed cell; its blocking check
+``disclosure`` records the audit.
 """
 
 
@@ -80,4 +81,32 @@ def publication(context: dg.AssetExecutionContext, impact_config: ImpactConfig):
         f"{r.recovered}", metadata={"recovered": r.recovered, "suppressed": r.suppressed})
 
 
-PUBLICATION_ASSETS = [indicators, publication]
+REPORT_KEY = dg.AssetKey(["report"])
+
+
+@dg.asset(
+    key=REPORT_KEY,
+    group_name=GROUP,
+    kinds={"html"},
+    deps=[PUBLICATION_KEY],
+    description="The evaluator report of the latest publication: one self-contained HTML "
+    "file (English and Latvian; figures, styles and script inline; only disclosure-safe "
+    "numbers). data.root/reports/<run_id>/report.html.",
+)
+def report(context: dg.AssetExecutionContext, impact_config: ImpactConfig
+           ) -> dg.MaterializeResult:
+    from impact.publish import latest_publication
+    from impact.report import write_report
+
+    cfg = impact_config.load()
+    pub = latest_publication(cfg.data.publish)
+    if pub is None:
+        raise dg.Failure(description=f"no publication under {cfg.data.publish}")
+    out = write_report(pub, cfg.data.reports / pub.name / "report.html")
+    context.log.info("report: %s", out)
+    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(out)),
+                                          "bytes": out.stat().st_size,
+                                          "publication": pub.name})
+
+
+PUBLICATION_ASSETS = [indicators, publication, report]

@@ -503,6 +503,73 @@ def query(sql: str, config_path: Path, root: Path | None, output: Path | None,
         click.echo(str(df))
     click.echo(f"{df.height:,} rows")
 
+
+# --------------------------------------------------------------------------- report
+
+
+@impact.command(context_settings=CONTEXT_SETTINGS)
+@_config_option("Evaluation config whose data.publish holds the publications.")
+@click.option(
+    "--publication",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Publication folder to report on [default: DATA.PUBLISH/latest of the config].",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="HTML file to write [default: DATA.ROOT/reports/<run_id>/report.html].",
+)
+def report(config_path: Path, publication: Path | None, out: Path | None) -> None:
+    """Write the evaluator report of a publication: one self-contained HTML file.
+
+    The report (English and Latvian, switched by a button; English without JavaScript)
+    reads only the publication folder, so it shows only numbers that passed disclosure
+    control; suppressed cells appear as a dash with a footnote. It needs no network: styles,
+    script and figures are inside the file. The same publication gives the same bytes.
+    The last line printed is the path of the report.
+
+    \b
+    Examples:
+      impact report --config configs/demo.yaml
+      impact report --publication data/demo/publish/latest --out report.html
+    """
+    from impact.report import ReportError, write_report
+
+    if publication is None or out is None:
+        from impact.config import ConfigError, load_config
+
+        try:
+            cfg = load_config(config_path)
+        except ConfigError as exc:
+            raise _RunError(str(exc)) from None
+        if publication is None:
+            from impact.publish import latest_publication
+
+            publication = latest_publication(cfg.data.publish)
+            if publication is None:
+                raise _RunError(
+                    f"no publication under {cfg.data.publish}: run `impact run --config "
+                    f"{config_path} --select publication` first, or pass --publication.",
+                    EXIT_FAILED)
+    if not (publication / "manifest.json").is_file():
+        raise _RunError(f"{publication}: not a publication folder (no manifest.json).",
+                        EXIT_FAILED)
+    if out is None:
+        import json
+
+        rid = json.loads((publication / "manifest.json").read_text(encoding="utf-8")).get(
+            "run_id") or publication.resolve().name
+        out = cfg.data.reports / str(rid) / "report.html"
+    try:
+        path = write_report(publication, out)
+    except ReportError as exc:
+        raise _RunError(str(exc), EXIT_FAILED) from None
+    click.echo(f"publication: {publication}")
+    click.echo(f"report: {path.stat().st_size:,} bytes")
+    click.echo(str(path))
+
 def _run_synth(
     *,
     persons: int,

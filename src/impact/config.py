@@ -121,6 +121,11 @@ class DataSection(_Section):
         """Publications: ``publish/<run_id>/`` and ``publish/latest``."""
         return self.root / "publish"
 
+    @property
+    def reports(self) -> Path:
+        """Evaluator reports: ``reports/<run_id>/report.html``."""
+        return self.root / "reports"
+
 
 # --------------------------------------------------------------------------- synth
 

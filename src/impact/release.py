@@ -33,18 +33,33 @@ __all__ = ["PublicationBlocked", "ReleaseResult", "labels", "run_indicators",
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-#: Latvian labels of breakdown groups that are not codes (codes stay as they are).
-_GROUP_LV = {
-    "all": "visi", "M": "vīrieši", "F": "sievietes", "unknown": "nezināms",
-    "not employed": "nav nodarbināts", "employed": "nodarbināts",
-    "registered unemployed": "reģistrēts bezdarbnieks", "other": "cits (neaktīvs)",
-    "1 cities": "1 pilsētas", "2 towns and suburbs": "2 mazpilsētas un piepilsētas",
-    "3 rural": "3 lauku teritorijas", "PUBLIC": "publiskais", "PRIVATE": "privātais",
-    "up to 59": "līdz 59", "ICT": "IKT", "BUSINESS_FINANCE_ADMIN": "bizness, finanses, "
-    "administrēšana",
+#: Labels of breakdown groups that are not codes, per dimension: (English, Latvian). Other
+#: groups (codes such as NACE sections, ISCO groups, regions) keep their code in both.
+_GROUP_LABELS: dict[str, dict[str, tuple[str, str]]] = {
+    "all": {"all": ("all", "visi")},
+    "sex": {"M": ("men", "vīrieši"), "F": ("women", "sievietes")},
+    "urbanisation": {"1 cities": ("1 cities", "1 pilsētas"),
+                     "2 towns and suburbs": ("2 towns and suburbs",
+                                             "2 mazpilsētas un piepilsētas"),
+                     "3 rural": ("3 rural", "3 lauku teritorijas")},
+    "public_private": {"PUBLIC": ("public", "publiskais"), "PRIVATE": ("private", "privātais")},
+    "field": {"ICT": ("ICT", "IKT"),
+              "BUSINESS_FINANCE_ADMIN": ("business, finance, administration",
+                                         "bizness, finanses, administrēšana")},
+    "hours_band": {"up to 59": ("up to 59", "līdz 59")},
+    "status_at_entry": {"employed": ("employed", "nodarbināts"),
+                        "registered unemployed": ("registered unemployed",
+                                                  "reģistrēts bezdarbnieks"),
+                        "other": ("other (inactive)", "cits (neaktīvs)")},
 }
-_GROUP_EN = {"M": "men", "F": "women", "PUBLIC": "public", "PRIVATE": "private",
-             "BUSINESS_FINANCE_ADMIN": "business, finance, administration"}
+#: Groups with the same meaning in every dimension.
+_ANY_DIMENSION = {"unknown": ("unknown", "nezināms"),
+                  "not employed": ("not employed", "nav nodarbināts")}
+
+
+def _group_label(dimension: str, group: str) -> tuple[str, str]:
+    own = _GROUP_LABELS.get(dimension, {})
+    return own.get(group) or _ANY_DIMENSION.get(group) or (group, group)
 
 
 class PublicationBlocked(RuntimeError):
@@ -116,8 +131,8 @@ def labels(definitions: dict[str, dict[str, Any]], table: pl.DataFrame) -> Any:
     dims = {k: {"en": en, "lv": lv} for k, (en, lv) in DIMENSIONS.items()}
     groups: dict[str, dict[str, dict[str, str]]] = {}
     for dim, grp in table.select("dimension", "group").unique().iter_rows():
-        groups.setdefault(dim, {})[grp] = {"en": _GROUP_EN.get(grp, grp),
-                                           "lv": _GROUP_LV.get(grp, grp)}
+        en, lv = _group_label(dim, grp)
+        groups.setdefault(dim, {})[grp] = {"en": en, "lv": lv}
     return Labels.from_dict({"indicator": ind, "dimension": dims, "group": groups})
 
 
