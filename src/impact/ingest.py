@@ -4,9 +4,15 @@ For each table of the contracts, in dependency order (reference tables first,
 then the population register, employers, and the rest):
 
 1. **read** every file of the table from every delivery (manifest order),
-   checking row count and SHA-256 against the manifest;
-2. **structure**: required columns present (missing: blocking failure; extra:
-   dropped and reported);
+   checking row count and SHA-256 against the manifest (a data file of the
+   table in the delivery folder but not in its manifest is a blocking failure,
+   as is a Parquet column whose type differs between files); a CSV file must be
+   UTF-8 (a BOM is accepted), comma separated and end with a line break (else
+   it is taken to be truncated); a CSV row with more or fewer fields than the
+   header is quarantined (rule ``field_count``);
+2. **structure**: required columns present (missing or named twice: blocking
+   failure; extra: dropped and reported); a table without any data row is a
+   blocking failure;
 3. **personal codes** validated on the raw value, then every person and
    employer identifier is replaced by a keyed pseudonym (:mod:`impact.pseudonym`);
    raw codes exist only in memory during this step;
@@ -22,9 +28,11 @@ then the population register, employers, and the rest):
 
 from __future__ import annotations
 
-import json
+import csv
+import re
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date
@@ -33,13 +41,21 @@ from pathlib import Path
 import polars as pl
 
 from impact import personal_code
-from impact.atomic import write_parquet
+from impact.atomic import write_json, write_parquet
 from impact.contracts.model import Contract, dependency_order, load_contracts
 from impact.contracts.rules import DELIVERY, FILE, META, ROW, TableFailure, check, flag
-from impact.manifest import DeliveryManifest, FileEntry, sha256_file
+from impact.manifest import DeliveryManifest, FileEntry, ManifestError, sha256_file
 from impact.pseudonym import PseudonymKey, looks_pseudonymised_expr, pseudonymise_frame
 
 QUARANTINE_COLUMNS = ("table", "source_file", "row_number", "rules", "values")
+#: rule of a CSV row whose number of fields differs from the header's
+FIELD_COUNT = "field_count"
+#: column carrying the field-count violation from the reader to the rules
+_FIELDS_BAD = "_fields_bad"
+#: separators recognised in a header that should have been comma separated
+_OTHER_SEPARATORS = (";", "\t", "|")
+#: file types of register extracts (other files in a delivery folder are not data)
+DATA_SUFFIXES = (".csv", ".parquet")
 
 
 @dataclass
@@ -127,24 +143,140 @@ def _label(path: Path, entry: FileEntry) -> str:
 
 
 def _read(path: Path, entry: FileEntry, seq: int, contract: Contract) -> pl.DataFrame:
-    try:
-        if entry.format == "csv":
-            df = pl.read_csv(path, infer_schema=False, encoding="utf8", raise_if_empty=False,
-                             truncate_ragged_lines=False)
-        else:
+    label = _label(path, entry)
+
+    def fail(rule: str, message: str, column: str | None = None,
+             examples: tuple[str, ...] = ()) -> TableFailure:
+        return TableFailure(contract.table, label, column, rule, message, examples)
+
+    if path.stat().st_size == 0:
+        raise fail("empty", "the file is empty (0 bytes): not even a header line")
+    if entry.format == "csv":
+        df = _read_csv(path, contract, fail)
+    else:
+        try:
             df = pl.read_parquet(path)
-    except Exception as exc:  # the reader's message names the problem; never the values
-        raise TableFailure(contract.table, _label(path, entry), None, "readable",
-                           f"cannot be read as {entry.format}: {type(exc).__name__}") from None
+        except Exception as exc:  # the reader's message may quote data; name the kind only
+            raise fail("readable", "not a readable Parquet file (truncated or corrupt: "
+                                   f"{type(exc).__name__})") from None
+        df = df.with_columns(pl.lit(False).alias(_FIELDS_BAD))
     return df.with_columns(
         pl.int_range(1, df.height + 1, dtype=pl.Int64).alias(ROW),
-        pl.lit(_label(path, entry)).alias(FILE),
+        pl.lit(label).alias(FILE),
         pl.lit(seq, dtype=pl.Int32).alias(DELIVERY),
     )
 
 
+def _read_csv(path: Path, contract: Contract, fail: Callable[..., TableFailure]
+              ) -> pl.DataFrame:
+    """Every column as text, plus the row-level field-count violation.
+
+    Blocking: not UTF-8 (with the line and byte), not comma separated, no line
+    break at the end (a cut-off file), not parseable as CSV at all.
+    """
+    try:
+        df = pl.read_csv(path, infer_schema=False, encoding="utf8", raise_if_empty=False,
+                         truncate_ragged_lines=True)
+    except Exception as exc:  # the reader's message may quote data; never pass it on
+        if "utf-8" in str(exc).lower():
+            line, offset, byte = _first_invalid_utf8(path)
+            raise fail("encoding", f"not UTF-8: byte 0x{byte:02X} on line {line} of the file "
+                                   f"(byte offset {offset}); the contract requires UTF-8") from None
+        odd = _odd_quote_line(path)
+        hint = f"; line {odd} of the file opens a quote that may never close" if odd else ""
+        raise fail("readable", f"cannot be parsed as CSV ({type(exc).__name__}{hint})") from None
+    with path.open("rb") as fh:
+        fh.seek(-1, 2)
+        last = fh.read(1)
+    if last != b"\n":
+        raise fail("truncated", f"the last line (data row {df.height}) does not end with a line "
+                                "break: the file looks cut off (a complete CSV file ends with "
+                                "a line break)")
+    if len(df.columns) == 1 and len(contract.columns) > 1:
+        header = df.columns[0]
+        for sep in _OTHER_SEPARATORS:
+            if len(header.split(sep)) > 1:
+                raise fail("delimiter", f"the header is separated by {sep!r}, not by commas "
+                                        f"({len(header.split(sep))} fields): the contract "
+                                        "requires comma-separated files", None, (header[:120],))
+    bad = _field_count_violations(path, len(df.columns), df.height)
+    if bad is None:
+        raise fail("readable", "its records could not be matched with its lines (row numbers "
+                               "would be wrong)")
+    return df.with_columns(bad)
+
+
+def _first_invalid_utf8(path: Path, chunk: int = 1 << 22) -> tuple[int, int, int]:
+    """(line, byte offset, byte value) of the first byte that is not valid UTF-8."""
+    offset, line, tail = 0, 1, b""
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            data = tail + block
+            try:
+                data.decode("utf-8")
+                good, tail = len(data), b""
+            except UnicodeDecodeError as err:
+                if err.reason == "unexpected end of data" and err.end == len(data):
+                    good, tail = err.start, data[err.start:]  # a character split by the chunk
+                else:
+                    pos = offset + err.start
+                    return line + data[:err.start].count(b"\n"), pos, data[err.start]
+            line += data[:good].count(b"\n")
+            offset += good
+    return line, offset, tail[0] if tail else 0
+
+
+def _lines(path: Path) -> pl.LazyFrame:
+    """The file's lines as one text column ``line`` (no quoting; a blank line is null)."""
+    return pl.scan_csv(path, has_header=False, separator="\x1f", quote_char=None,
+                       infer_schema=False, new_columns=["line"], encoding="utf8-lossy",
+                       truncate_ragged_lines=True, raise_if_empty=False)
+
+
+def _odd_quotes() -> pl.Expr:
+    return pl.col("line").fill_null("").str.count_matches('"', literal=True) % 2 == 1
+
+
+def _odd_quote_line(path: Path) -> int | None:
+    """Number (1-based) of the first line with an odd number of quote characters."""
+    try:
+        hit = _lines(path).with_row_index("i").filter(_odd_quotes()).select("i").head(1
+                                                                                  ).collect()
+    except Exception:  # only a hint for a message
+        return None
+    return int(hit.item()) + 1 if hit.height else None
+
+
+def _field_count_violations(path: Path, fields: int, rows: int) -> pl.Series | None:
+    """Per data row: the record has more or fewer fields than the header.
+
+    Lines are counted with polars (streaming; commas inside quotes do not count);
+    only a file whose quoted fields span lines falls back to :mod:`csv`. ``None`` if
+    the records cannot be aligned with the ``rows`` rows polars read.
+    """
+    line = pl.col("line").fill_null("")
+    lines = _lines(path)
+    spans = lines.select(_odd_quotes().any()).collect(engine="streaming").item()
+    if not spans:
+        unquoted = pl.when(line.str.contains('"', literal=True)).then(
+            line.str.replace_all(r'"[^"]*"', "")).otherwise(line)
+        counts = lines.select((unquoted.str.count_matches(",", literal=True) + 1).alias("n")
+                              ).collect(engine="streaming").to_series().slice(1)
+    else:  # a quoted field spans lines: count records with the csv module (rare, slower)
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            counts = pl.Series("n", [len(r) for r in csv.reader(fh)][1:], dtype=pl.UInt32)
+    if counts.len() != rows:
+        return None
+    return (counts != fields).alias(_FIELDS_BAD)
+
+
 def _structure(df: pl.DataFrame, contract: Contract, file: str) -> list[str]:
-    cols = set(df.columns) - set(META)
+    cols = set(df.columns) - {*META, _FIELDS_BAD}
+    for c in sorted(cols):  # polars renames a repeated header name to <name>_duplicated_<k>
+        m = re.fullmatch(r"(.+)_duplicated_\d+", c)
+        if m and m.group(1) in cols:
+            raise TableFailure(contract.table, file, m.group(1), "columns",
+                               f"column {m.group(1)!r} appears more than once in the header")
     missing = [c for c in contract.names if c not in cols]
     if missing:
         close = sorted(cols - set(contract.names))
@@ -220,14 +352,26 @@ def _resolve(checked: pl.DataFrame, rules: list[str], contract: Contract
         if contract.version_column:
             # a correction: same key, later version (or later delivery) wins; only the
             # few rows whose key repeats need ordering
-            repeated = pl.struct(contract.key).is_duplicated()
+            # rows of one key tied at the largest version in the same (latest) delivery
+            # with different values are a conflict, not a correction: the first is kept
+            # and the others quarantined, as for tables without a version
+            key, version = contract.key, pl.col(contract.version_column)
+            repeated = pl.struct(key).is_duplicated()
             good = good.with_columns(repeated.alias("__rep"))
             multi = good.filter(pl.col("__rep")).sort(
-                [*contract.key, contract.version_column, DELIVERY, ROW])
-            multi = multi.with_columns(pl.struct(contract.key).is_last_distinct().alias("__keep"))
-            superseded = multi.filter(~pl.col("__keep")).group_by(FILE).len("superseded")
+                [*key, contract.version_column, DELIVERY, ROW])
+            top = (version.eq_missing(version.last().over(key))
+                   & (pl.col(DELIVERY) == pl.col(DELIVERY).last().over(key)))
+            multi = multi.with_columns(top.alias("__top")).with_columns(
+                (pl.col("__top") & (pl.int_range(pl.len()).over(key)
+                                    == pl.len().over(key) - pl.col("__top").sum().over(key)))
+                .alias("__keep"))
+            superseded = multi.filter(~pl.col("__top")).group_by(FILE).len("superseded")
+            conflict = multi.filter(pl.col("__top") & ~pl.col("__keep")).with_columns(
+                pl.lit(f"key_conflict:{','.join(key)}").alias("__rules"))
             good = pl.concat([good.filter(~pl.col("__rep")),
-                              multi.filter(pl.col("__keep")).drop("__keep")]).drop("__rep")
+                              multi.filter(pl.col("__keep")).drop("__top", "__keep")]
+                             ).drop("__rep")
         else:
             dupkey = good.with_columns(pl.struct(contract.key).is_first_distinct().alias("__f"))
             conflict = dupkey.filter(~pl.col("__f")).drop("__f").with_columns(
@@ -253,7 +397,10 @@ def _resolve(checked: pl.DataFrame, rules: list[str], contract: Contract
         _values_json(contract).alias("values"),
     )
     tally = (
-        pl.DataFrame({FILE: pl.concat([good[FILE], quarantine["source_file"]]).unique()})
+        # every file with a row anywhere: one whose rows were all superseded or collapsed
+        # as duplicates (a re-sent file) must reconcile too
+        pl.DataFrame({FILE: pl.concat([good[FILE], quarantine["source_file"], dups[FILE],
+                                       superseded[FILE]]).unique()})
         .join(good.group_by(FILE).len("accepted"), on=FILE, how="left")
         .join(quarantine.group_by("source_file").len("quarantined").rename(
             {"source_file": FILE}), on=FILE, how="left")
@@ -293,16 +440,104 @@ def _load(contract: Contract, group: list[tuple[Path, FileEntry, int]],
             raise TableFailure(contract.table, label, None, "manifest",
                                f"{df.height} rows read, manifest says {entry.rows}")
         extra |= set(_structure(df, contract, label))
-        df = df.select(*contract.names, *META)
+        df = df.select(*contract.names, *META, _FIELDS_BAD)
         frames.append(df.with_columns(pl.col(c).cast(pl.Utf8) for c in contract.names
                                       if df.schema[c] == pl.Null))
     return pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
 
 
+def _validate(load: Callable[[], pl.DataFrame], contract: Contract, label: str,
+              period: tuple[date, date], references: dict[str, pl.DataFrame],
+              settings: IngestSettings
+              ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict[str, int]]:
+    """Identifiers, rules and register patterns of one loaded group of rows.
+
+    ``load`` returns the raw rows (contract columns as read, ``META`` and optionally the
+    field-count flag); it is called here so that the raw frame is freed after the
+    rules ran. Returns accepted rows, quarantine records, the per-file tally and the
+    number of rows hit per rule.
+    """
+    raw = load()
+    if _FIELDS_BAD in raw.columns:
+        fields_bad = raw.get_column(_FIELDS_BAD)
+        raw = raw.drop(_FIELDS_BAD)
+    else:
+        fields_bad = pl.Series(_FIELDS_BAD, [False] * raw.height, dtype=pl.Boolean)
+    raw, pc_flags = _identity(raw, contract, settings)
+    checked = check(raw, contract, label, period, references,
+                    {FIELD_COUNT: fields_bad, **pc_flags})
+    del raw
+    # a row with the wrong number of fields has misaligned values: that is its only reason
+    checked.frame = checked.frame.with_columns(
+        pl.col(flag(r)) & ~pl.col(flag(FIELD_COUNT)) for r in checked.rules
+        if r != FIELD_COUNT)
+    good, quarantine, tally = _resolve(checked.frame, checked.rules, contract)
+    sums = checked.frame.select(pl.col(flag(r)).sum() for r in checked.rules).row(0)
+    hit = {r: int(n) for r, n in zip(checked.rules, sums, strict=True) if n}
+    return good, quarantine, tally, hit
+
+
+def validate_frame(df: pl.DataFrame, contract: Contract, period: tuple[date, date],
+                   references: dict[str, pl.DataFrame], settings: IngestSettings,
+                   file: str = "frame") -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Validate an in-memory table exactly as :func:`ingest` validates a delivered file.
+
+    ``df`` holds the contract's columns as delivered (text, as read from a CSV, or
+    typed, as from Parquet); ``references`` the accepted (pseudonymised) tables its
+    rules use. Returns the accepted rows (typed, pseudonymised, in the clean
+    output's form without lineage) and the quarantine records (``row_number`` counts
+    from 1). Nothing is written.
+
+    Raises
+    ------
+    TableFailure
+        For a blocking problem (a required column missing, a column of the wrong type).
+    """
+    _structure(df, contract, file)
+    raw = df.select(contract.names).with_columns(
+        pl.int_range(1, df.height + 1, dtype=pl.Int64).alias(ROW), pl.lit(file).alias(FILE),
+        pl.lit(0, dtype=pl.Int32).alias(DELIVERY))
+    raw = raw.with_columns(pl.col(c).cast(pl.Utf8) for c in contract.names
+                           if raw.schema[c] == pl.Null)
+    good, quarantine, _, _ = _validate(lambda: raw, contract, file, period, references,
+                                       settings)
+    return good.drop(*META), quarantine
+
+
+def _schema_drift(contract: Contract, files: list[tuple[Path, FileEntry, int]]) -> None:
+    """Every Parquet file of a table stores each contract column with the same type.
+
+    A type change between files or deliveries (``float`` income becoming ``int`` cents)
+    may still parse and so pass every row rule; it must come with a new contract
+    instead. An all-null column (type ``Null``) is compatible with any type.
+    """
+    seen: dict[str, tuple[pl.DataType, str]] = {}
+    for path, entry, _ in files:
+        if entry.format != "parquet" or not path.exists():
+            continue
+        try:
+            schema = pl.read_parquet_schema(path)
+        except Exception:  # reported with its reason when the file is read
+            continue
+        for name in contract.names:
+            dtype = schema.get(name)
+            if dtype is None or dtype == pl.Null:
+                continue
+            first = seen.setdefault(name, (dtype, _label(path, entry)))
+            if first[0] != dtype:
+                raise TableFailure(contract.table, _label(path, entry), name, "schema_drift",
+                                   f"stored as {dtype} here but as {first[0]} in {first[1]}: "
+                                   "a type change between files needs a new contract")
+
+
 def ingest_table(contract: Contract, files: list[tuple[Path, FileEntry, int]],
                  period: tuple[date, date], references: dict[str, pl.DataFrame],
-                 settings: IngestSettings) -> tuple[TableResult, pl.LazyFrame | None]:
+                 settings: IngestSettings, unlisted: list[str] | None = None
+                 ) -> tuple[TableResult, pl.LazyFrame | None]:
     """Ingest all files of one table.
+
+    ``unlisted`` names data files of this table found in a delivery folder but not
+    in its manifest (a blocking failure: their rows would silently be missing).
 
     Returns the result and a lazy scan of the clean output (``None`` when the
     table failed; a failed table's previous output is removed so that nothing
@@ -313,9 +548,14 @@ def ingest_table(contract: Contract, files: list[tuple[Path, FileEntry, int]],
     folder = settings.out / "sources" / contract.table
     staging = settings.out / "sources" / f".{contract.table}.staging"
     try:
+        if unlisted:
+            raise TableFailure(contract.table, unlisted[0], None, "manifest",
+                               "file is in the delivery folder but not in its manifest (its "
+                               "rows would be missed); list it or remove it")
         if not files:
             raise TableFailure(contract.table, "-", None, "present",
                                "no file of this table in the delivery manifest")
+        _schema_drift(contract, files)
         if staging.exists():
             shutil.rmtree(staging)
         extra: set[str] = set()
@@ -323,15 +563,10 @@ def ingest_table(contract: Contract, files: list[tuple[Path, FileEntry, int]],
 
         def one(i: int) -> tuple[list[FileReconciliation], pl.DataFrame, dict[str, int]]:
             group = groups[i]
-            raw = _load(contract, group, settings, extra)
             label = _label(*group[0][:2]) if len(group) == 1 else f"{len(group)} files"
-            raw, pc_flags = _identity(raw, contract, settings)
-            checked = check(raw, contract, label, period, references, pc_flags)
-            del raw
-            good, quarantine, tally = _resolve(checked.frame, checked.rules, contract)
-            sums = checked.frame.select(pl.col(flag(r)).sum() for r in checked.rules).row(0)
-            hit = {r: int(n) for r, n in zip(checked.rules, sums, strict=True) if n}
-            del checked
+            good, quarantine, tally, hit = _validate(
+                lambda: _load(contract, group, settings, extra), contract, label, period,
+                references, settings)
             recs = []
             for path, entry, _ in group:
                 row = tally.filter(pl.col(FILE) == _label(path, entry))
@@ -361,6 +596,10 @@ def ingest_table(contract: Contract, files: list[tuple[Path, FileEntry, int]],
                 hits[r] = hits.get(r, 0) + n
         res.extra_columns = sorted(extra)
         res.rules_hit = hits
+        if res.rows_in == 0:
+            raise TableFailure(contract.table, res.files[0].file if len(res.files) == 1 else
+                               f"{len(res.files)} files", None, "empty",
+                               "no data row in any file of the table (header only)")
         unbalanced = [f.file for f in res.files if not f.balanced]
         if unbalanced:
             raise TableFailure(contract.table, unbalanced[0], None, "reconciliation",
@@ -409,9 +648,7 @@ def _cross_check(contract: Contract, clean: pl.LazyFrame, period: tuple[date, da
     res.gx_success = report.success
     res.gx_failed_rules = report.failed_rules()
     path = settings.out / "validation" / f"{contract.table}.gx.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=str) + "\n",
-                    encoding="utf-8")
+    write_json(report.to_dict(), path, sort_keys=True)
 
 
 def _write_clean(contract: Contract, clean: pl.DataFrame, folder: Path, part: int) -> None:
@@ -447,6 +684,18 @@ class _Deliveries:
                 for seq, (d, m) in enumerate(zip(self.folders, self.manifests, strict=True))
                 for f in m.files if f.table == table]
 
+    def unlisted(self, table: str) -> list[str]:
+        """Data files named after ``table`` (``<table>.<ext>`` or ``<table>_<year>.<ext>``)
+        in a delivery folder but not in its manifest, as ``<delivery>/<file>``."""
+        out = []
+        for d, m in zip(self.folders, self.manifests, strict=True):
+            listed = {f.path for f in m.files}
+            for p in sorted(d.iterdir()):
+                if (p.suffix in DATA_SUFFIXES and p.name not in listed
+                        and re.fullmatch(re.escape(table) + r"(_\d+)?", p.stem)):
+                    out.append(f"{d.name}/{p.name}")
+        return out
+
 
 def ingest(deliveries: list[Path], settings: IngestSettings,
            tables: list[str] | None = None, contracts: dict[str, Contract] | None = None
@@ -457,8 +706,6 @@ def ingest(deliveries: list[Path], settings: IngestSettings,
     others, except tables whose rules need it (they fail with that reason).
     """
     contracts = contracts or load_contracts()
-    batch = _Deliveries.read(deliveries)
-    period = batch.period
     needed = set(tables or contracts)
     frontier = list(needed)
     while frontier:  # every table a wanted table's rules rely on, transitively
@@ -469,9 +716,15 @@ def ingest(deliveries: list[Path], settings: IngestSettings,
     order = [t for t in dependency_order(contracts) if t in needed]
     references: dict[str, pl.DataFrame] = {}
     results: dict[str, TableResult] = {}
-    for name in order:
+    try:
+        batch = _Deliveries.read(deliveries)
+    except ManifestError as exc:  # no table can be reconciled with its delivery
+        batch = None
+        results = {name: _manifest_failure(name, exc) for name in order}
+    for name in order if batch is not None else []:
         contract = contracts[name]
-        res, clean = ingest_table(contract, batch.files(name), period, references, settings)
+        res, clean = ingest_table(contract, batch.files(name), batch.period, references,
+                                  settings, batch.unlisted(name))
         results[name] = res
         keep = _reference_columns(name, contracts)
         if clean is not None and keep:
@@ -479,9 +732,15 @@ def ingest(deliveries: list[Path], settings: IngestSettings,
     report = {n: {**asdict(r), "rows_in": r.rows_in, "accepted": r.accepted,
                   "quarantined": r.quarantined} for n, r in results.items()}
     path = settings.out / "reconciliation.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_json(report, path, sort_keys=True)
     return results
+
+
+def _manifest_failure(table: str, exc: ManifestError) -> TableResult:
+    """The result of a table whose delivery manifest is unusable."""
+    failure = TableFailure(table, f"{exc.path.parent.name}/{exc.path.name}", None, "manifest",
+                           exc.reason)
+    return TableResult(table=table, ok=False, failure=str(failure))
 
 
 def _reference_columns(table: str, contracts: dict[str, Contract]) -> list[str]:
@@ -522,9 +781,13 @@ def ingest_source(table: str, deliveries: list[Path], settings: IngestSettings,
     """
     contracts = contracts or load_contracts()
     contract = contracts[table]
-    batch = _Deliveries.read(deliveries)
+    try:
+        batch = _Deliveries.read(deliveries)
+    except ManifestError as exc:
+        return _manifest_failure(table, exc)
     res, _ = ingest_table(contract, batch.files(table), batch.period,
-                          load_references(contract, settings.out, contracts), settings)
+                          load_references(contract, settings.out, contracts), settings,
+                          batch.unlisted(table))
     return res
 
 

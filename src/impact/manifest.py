@@ -12,9 +12,17 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 MANIFEST_NAME = "manifest.json"
+
+
+class ManifestError(ValueError):
+    """A delivery's ``manifest.json`` is missing, not JSON or not a valid manifest."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
 
 
 class FileEntry(BaseModel):
@@ -73,7 +81,9 @@ class DeliveryManifest(BaseModel):
 
         def current(f: FileEntry) -> FileEntry:
             path = folder / f.path
-            if f.format == "csv":
+            if path.stat().st_size == 0:  # no header at all: nothing to count
+                rows = 0
+            elif f.format == "csv":
                 rows = pl.scan_csv(path, infer_schema=False).select(pl.len()).collect().item()
             else:
                 rows = pl.scan_parquet(path).select(pl.len()).collect().item()
@@ -88,8 +98,39 @@ class DeliveryManifest(BaseModel):
 
     @classmethod
     def read(cls, folder: Path) -> DeliveryManifest:
-        """Read and validate ``folder/manifest.json``."""
-        return cls.model_validate_json((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
+        """Read and validate ``folder/manifest.json``.
+
+        Raises
+        ------
+        ManifestError
+            The file is missing, not UTF-8 JSON or not a valid manifest; the message
+            names the file and, for an invalid manifest, the offending fields.
+        """
+        path = folder / MANIFEST_NAME
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ManifestError(path, "the delivery has no manifest") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ManifestError(path, f"cannot be read ({type(exc).__name__})") from None
+        try:
+            return cls.model_validate_json(text)
+        except ValidationError as exc:  # names the fields; a manifest holds no register data
+            problems = "; ".join(f"{_where(text, e['loc'])}: {e['msg']}"
+                                 for e in exc.errors(include_url=False))
+            raise ManifestError(path, f"not a valid delivery manifest: {problems}") from None
+
+
+def _where(text: str, loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location, with the file name for an entry of ``files``."""
+    where = ".".join(map(str, loc)) or "(document)"
+    if len(loc) >= 2 and loc[0] == "files" and isinstance(loc[1], int):
+        try:
+            name = json.loads(text)["files"][loc[1]]["path"]
+        except (ValueError, LookupError, TypeError):
+            return where
+        where += f" ({name})"
+    return where
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:

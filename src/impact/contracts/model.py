@@ -12,14 +12,22 @@ Rule levels
 *Table level* (blocking: the table is unusable): a file missing or not
 readable, a required column missing, a column whose values mostly fail to
 parse as its type (``max_type_error_share``), rows or checksum disagreeing
-with the manifest, a key column that is entirely null.
+with the manifest, a key column that is entirely null. Enforced by
+:mod:`impact.ingest` for every table: a CSV file not UTF-8, not comma
+separated, cut off (no line break at its end) or naming a column twice; a
+data file of the table missing from its manifest; a Parquet column whose type
+changes between files; a table without any data row.
 
 *Row level* (the row is quarantined with its reason): null in a
 non-nullable column, a value that does not parse as the column's type,
 out-of-range values, codes outside the allowed lists or reference tables,
 invalid personal codes, months outside the delivery, broken date order,
 foreign keys that point nowhere, events after death, duplicate keys that are
-not exact duplicates or corrections.
+not exact duplicates or corrections (including rows of one key tied on the
+version in one delivery), and (in :mod:`impact.ingest`) a CSV row with more
+or fewer fields than its header.
+
+``docs/bad_input_catalogue.md`` lists every kind of bad input with its outcome.
 """
 
 from __future__ import annotations
