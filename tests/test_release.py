@@ -127,3 +127,25 @@ def test_failed_balance_gate_blocks_publication(released, tmp_path) -> None:
     relaxed = blocked.model_copy(update={"publish": blocked.publish.model_copy(
         update={"require_balance": False})})
     assert release.run_publication(relaxed).path.is_dir()
+
+
+def test_no_raw_code_or_key_in_anything_the_evaluation_writes(released, tmp_path) -> None:
+    """Sources, panel, research tables, twins, estimates, indicators, the publication and
+    the report: no raw personal code and no key material anywhere."""
+    from impact.privacy_scan import scan_for_codes, scan_for_key
+    from impact.pseudonym import PseudonymKey
+    from impact.report import write_report
+
+    cfg, _, result, _ = released
+    report = write_report(result.path, cfg.data.reports / result.run_id / "report.html")
+    landing = next((cfg.data.landing).iterdir())
+    codes = pl.read_csv(landing / "pmlp_persons.csv", infer_schema=False)["person_code"]
+    codes = codes.drop_nulls().to_list()
+    assert scan_for_codes([landing / "pmlp_persons.csv"], codes[:50])  # the scanner works
+    artifacts = [p.resolve() for p in cfg.data.root.iterdir()
+                 if p.name not in ("landing", "truth")]
+    assert {p.name for p in artifacts} >= {"sources", "panel", "research", "twins",
+                                           "estimates", "indicators", "publish", "reports"}
+    assert report.is_file()
+    assert scan_for_codes(artifacts, codes) == []
+    assert scan_for_key(artifacts, PseudonymKey.demo()) == []

@@ -12,6 +12,8 @@ from typing import Any
 
 import polars as pl
 
+from impact.faults import checkpoint
+
 
 def _tmp(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -22,6 +24,7 @@ def write_parquet(df: pl.DataFrame, path: Path, **options: Any) -> None:
     """``df.write_parquet`` (zstd unless ``compression`` is given), atomically."""
     tmp = _tmp(path)
     df.write_parquet(tmp, **({"compression": "zstd"} | options))
+    checkpoint(path)
     tmp.replace(path)
 
 
@@ -29,11 +32,14 @@ def write_csv(df: pl.DataFrame, path: Path, **options: Any) -> None:
     """``df.write_csv``, atomically."""
     tmp = _tmp(path)
     df.write_csv(tmp, **options)
+    checkpoint(path)
     tmp.replace(path)
 
 
-def write_json(obj: Any, path: Path) -> None:
+def write_json(obj: Any, path: Path, *, sort_keys: bool = False) -> None:
     """Indented UTF-8 JSON (``default=str`` for dates and paths), atomically."""
     tmp = _tmp(path)
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(obj, indent=2, default=str, sort_keys=sort_keys) + "\n",
+                   encoding="utf-8")
+    checkpoint(path)
     tmp.replace(path)

@@ -79,6 +79,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import polars as pl
 
+from impact.faults import checkpoint
 from impact.manifest import sha256_file
 
 if TYPE_CHECKING:
@@ -664,6 +665,7 @@ def _write_file(path: Path, data: bytes) -> None:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
+    checkpoint(path)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -677,6 +679,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        checkpoint(path)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -733,6 +736,7 @@ def _remove_leftovers(root: Path, *, locked: bool) -> None:
 def _install(tmp: Path, final: Path) -> None:
     """Rename the complete ``tmp`` to ``final`` (replacing an older publication)."""
     root = final.parent
+    checkpoint(final)
     if final.exists() or final.is_symlink():
         old_manifest = final / MANIFEST
         if (old_manifest.is_file()
@@ -756,6 +760,7 @@ def _install(tmp: Path, final: Path) -> None:
 
 def _point_latest(root: Path, rid: str) -> None:
     """Replace ``root/latest`` (relative symlink) and ``root/LATEST`` atomically."""
+    checkpoint(root / LATEST_LINK)
     link_tmp = root / f"{_LINK_TMP}{os.getpid()}-{secrets.token_hex(4)}"
     try:
         os.symlink(rid, link_tmp, target_is_directory=True)

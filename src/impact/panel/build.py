@@ -1,12 +1,17 @@
 """Build the person-month panel and the episode tables from the clean sources.
 
 The panel is built one calendar year at a time, and within a year one chunk of persons at
-a time: each (year, chunk) is an independent query over the sources (dated register facts
-before the year are folded into its first month, see :mod:`impact.panel.state`), collected
-and written to ``year=YYYY/part-NNN.parquet`` before the next starts. Inside the build a
-person is the dense ``pid`` (int32, pseudonym order), which keeps joins and window
-functions on integers; the pseudonym is attached at the end. Peak memory is that of one
-year's employer reports plus one chunk of person-months, not of the whole panel.
+a time. Per year, the big sources (employer reports, unemployment spells, benefits) are
+aggregated to person-months once, for all persons, and put in the order of the year's
+person-month grid (:class:`impact.panel.state.Grid`: the row of a person-month is
+arithmetic, so nothing is joined to the grid); dated register facts are looked up per
+chunk (events before the year are folded into its first month, see
+:mod:`impact.panel.state`). Each chunk's rows are assembled side by side from slices and
+gathers and written to ``year=YYYY/part-NNN.parquet`` by a second thread while the next
+chunk is computed. Inside the build a person is the dense ``pid`` (int32, pseudonym order)
+and an employer a row number of the year's employer table; the pseudonyms and the employer
+attributes are attached per chunk. Peak memory is that of one year's employer reports and
+grid-ordered parts plus two chunks of person-months, not of the whole panel.
 
 Assumptions
 -----------
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -27,6 +33,7 @@ import polars as pl
 
 from impact import episodes as ep
 from impact.atomic import write_parquet
+from impact.faults import checkpoint
 from impact.panel import demography, labour, learning, state
 from impact.panel.dictionary import names
 
@@ -47,6 +54,8 @@ class PanelResult:
     persons: int
     months: int
     rows_by_year: dict[int, int] = field(default_factory=dict)
+    #: from the start of the year's computation until its folder is in place (the last
+    #: part's write overlaps the next year's computation)
     seconds_by_year: dict[int, float] = field(default_factory=dict)
 
 
@@ -79,9 +88,9 @@ def deflator(sources: Path, cpi_base_year: int) -> pl.LazyFrame:
 class _Inputs:
     """The sources of one build, scanned once; small tables collected, keyed by ``pid``.
 
-    Every source row is linked to its person through ``pid`` (an inner join on the
-    pseudonym). The ingest has already enforced that every person code of the registers
-    exists in the population register, so the join loses no rows.
+    Every source row is linked to its person through ``pid`` (a join on the pseudonym).
+    The ingest has already enforced that every person code of the registers exists in the
+    population register, so the join loses no rows.
     """
 
     def __init__(self, sources: Path, cpi_base_year: int) -> None:
@@ -93,90 +102,95 @@ class _Inputs:
                                                 s["ref_isco"])
         self.spells = self.to_pid(s["nva_unemployment_spells"]).collect().lazy()
         self.benefits = s["vsaa_benefits"]
-        self.deflator = deflator(sources, cpi_base_year).collect().lazy()
-        self.residence = self._events(demography.residence_events(
-            s["pmlp_residence"], s["ref_municipalities"]))
-        self.education = self._events(demography.education_events(s["viis_education"]))
+        self.deflator = deflator(sources, cpi_base_year).collect()
+        self.residence = state.Latest(self._events(demography.residence_events(
+            s["pmlp_residence"], s["ref_municipalities"])),
+            ["municipality_code", "region_code", "urbanisation"], "__order")
+        self.education = state.Latest(demography.education_events(
+            self.to_pid(s["viis_education"]), key="pid").collect(),
+            ["isced_level", "isced_field"], "__order")
         self.dependants = self._events(demography.dependant_events(s["pmlp_children"]))
         acc, gr, app = s["stars_accounts"], s["stars_grants"], s["stars_applications"]
         self.ila = self._events(learning.ila_events(acc, gr, app))
         self.ila_flags = self._events(learning.ila_month_flags(acc, app))
-        self.first_start = self._events(learning.first_start(acc, app))
+        first = self._events(learning.first_start(acc, app))
+        #: ``ila_first_start`` of every person, row = pid
+        self.first_start = self.persons.select("pid").join(
+            first, on="pid", how="left", maintain_order="left").select("ila_first_start")
         self.prior = self._events(learning.prior_learning_events(s["stars_prior_learning"]))
-        self.ila_persons = pl.concat([self.ila.select("pid"), self.prior.select("pid")]).unique()
 
     def to_pid(self, frame: pl.LazyFrame) -> pl.LazyFrame:
         """Replace ``person_code`` by ``pid``."""
         return frame.join(self.codes, on="person_code", how="inner").drop("person_code")
 
-    def _events(self, frame: pl.LazyFrame) -> pl.LazyFrame:
-        return self.to_pid(frame).collect().lazy()
+    def to_pid_now(self, frame: pl.LazyFrame) -> pl.DataFrame:
+        """:meth:`to_pid`, collected; for big frames (a hash join, see
+        :func:`impact.panel.state.code_index`)."""
+        f = frame.collect()
+        pid = state.code_index(f["person_code"], self.persons["person_code"])
+        f = f.with_columns(pid.cast(pl.Int32).alias("pid")).drop("person_code")
+        return f.filter(pl.col("pid").is_not_null()) if pid.null_count() else f
+
+    def _events(self, frame: pl.LazyFrame) -> pl.DataFrame:
+        return self.to_pid(frame).collect()
 
 
 class _Year:
-    """The big sources of one year, aggregated to person-months once (all persons)."""
+    """The sources of one slice of months (within a year), for all persons: aggregated to
+    person-months and put in grid order once; each chunk of persons then slices them."""
 
     def __init__(self, inp: _Inputs, first: date, last: date) -> None:
-        reports = inp.to_pid(inp.reports.filter(pl.col("period").is_between(first, last)))
-        self.employment = labour.employment(reports, inp.employers, inp.nace, inp.isco,
-                                            key="pid").collect().lazy()
-        self.unemployment = labour.unemployment(inp.spells, first, last,
-                                                key="pid").collect().lazy()
-        self.benefits = labour.benefits(inp.to_pid(inp.benefits.filter(
+        self.grid = g = demography.grid(inp.persons, first, last)
+        reports = inp.to_pid_now(inp.reports.filter(pl.col("period").is_between(first, last))
+                                 .select("person_code", *labour.REPORT_COLUMNS))
+        self.employment, self.employers = labour.employment(
+            reports.lazy(), inp.employers, inp.nace, inp.isco, g, key="pid")
+        del reports
+        self.unemployment = state.Keyed(labour.unemployment(inp.spells, first, last,
+                                                            key="pid").collect(), g)
+        self.benefits = state.Keyed(labour.benefits(inp.to_pid(inp.benefits.filter(
             pl.col("period_start").dt.month_start().is_between(first, last))),
-            key="pid").collect().lazy()
+            key="pid").collect(), g)
+        self.ila_flags = state.Keyed(inp.ila_flags.filter(
+            pl.col("month").is_between(first, last)), g)
+        self.dependants = state.Running(inp.dependants, ["dependants"], g)
+        self.ila = state.Running(inp.ila, learning.ILA_CUMULATIVE, g)
+        self.prior = state.Running(inp.prior, learning.PRIOR_CUMULATIVE, g)
+        months = pl.DataFrame([g.months])
+        self.deflator = months.join(inp.deflator, on="month", how="left",
+                                    maintain_order="left").select("__deflator")
 
 
-def _subset_states(grid: pl.LazyFrame, inp: _Inputs, first: date, last: date) -> pl.LazyFrame:
-    """ILA and prior-learning running sums, computed only for persons with such records."""
-    sub = (grid.select("pid", "month").join(inp.ila_persons, on="pid", how="semi")
-           .sort("pid", "month"))
-    sub = state.cumulate(sub, inp.ila, learning.ILA_CUMULATIVE, first, last)
-    return state.cumulate(sub, inp.prior, learning.PRIOR_CUMULATIVE, first, last)
-
-
-def slice_panel(inp: _Inputs, year: _Year, first: date, last: date,
-                pids: tuple[int, int] | None = None) -> pl.DataFrame:
-    """Panel rows of the months ``first``..``last`` (within one year) for ``pid`` in
-    ``[pids[0], pids[1])`` (all persons if ``None``), sorted by ``pid`` and ``month``.
+def slice_panel(inp: _Inputs, year: _Year, lo: int, hi: int) -> pl.DataFrame:
+    """Panel rows of the slice of ``year`` for ``pid`` in ``[lo, hi)``, sorted by ``pid``
+    and ``month``.
 
     Every part (employment, unemployment, benefits, residence, education, dependants, ILA,
-    prior learning) is computed on the narrow (pid, month) key frame in grid order and the
-    parts are put side by side (:func:`impact.panel.state.align`): no wide joins, no final
-    sort.
+    prior learning) is sliced or gathered in grid order by row numbers computed from the
+    keys (:mod:`impact.panel.state`) and the parts are put side by side: no joins, no sort.
+    Employers are carried as row numbers of the year's employer table and decoded here.
     """
-    persons = inp.persons.lazy()
-    if pids is not None:
-        persons = persons.filter(pl.col("pid").is_between(pids[0], pids[1], closed="left"))
-    grid = demography.person_months(persons, first, last).sort("pid", "month").collect()
-    k = grid.select("pid", "month").lazy()
-    keys = ["pid", "month"]
-    lo, hi = (pids if pids is not None else (0, inp.persons.height))
-
-    def left(right: pl.LazyFrame, on: list[str] | str = keys) -> pl.DataFrame:
-        if on != "month":  # only this chunk's persons
-            right = right.filter(pl.col("pid").is_between(lo, hi, closed="left"))
-        cols = [on] if isinstance(on, str) else on
-        return state.align(grid, right.collect(), cols)
-
-    def drop_keys(frame: pl.LazyFrame) -> pl.DataFrame:
-        return frame.drop(keys).collect()
-
+    g = year.grid
+    rows = g.chunk(lo, hi)
+    grid = demography.person_months(inp.persons, rows)
+    emp = year.employment.slice(rows.base, rows.height)
+    employer = state.take(year.employers, emp["__employer"].cast(pl.Int32).fill_null(-1)
+                          .to_numpy())
     parts = [
-        left(year.employment),
-        left(year.unemployment),
-        left(year.benefits),
-        drop_keys(state.carry_forward(k, inp.residence, ["municipality_code", "region_code",
-                                                         "urbanisation"], "__order", first,
-                                      last)),
-        drop_keys(state.carry_forward(k, inp.education, ["isced_level", "isced_field"],
-                                      "__order", first, last)),
-        drop_keys(state.cumulate(k, inp.dependants, ["dependants"], first, last)),
-        left(_subset_states(k, inp, first, last)),
-        left(inp.ila_flags),
-        left(inp.first_start, on="pid"),
-        left(inp.deflator, on="month"),
-        left(inp.codes, on="pid"),
+        emp.drop("__employer"),
+        employer,
+        year.unemployment.on(rows),
+        year.benefits.on(rows),
+        inp.residence.on(rows),
+        inp.education.on(rows),
+        year.dependants.on(rows),
+        year.ila.on(rows),
+        year.prior.on(rows),
+        year.ila_flags.on(rows),
+        inp.first_start.slice(lo, hi - lo).select(
+            pl.all().gather(pl.Series(rows.pid - lo, dtype=pl.UInt32))),
+        year.deflator.select(pl.all().gather(pl.Series(rows.month - g.first,
+                                                       dtype=pl.UInt32))),
     ]
     p = pl.concat([grid, *parts], how="horizontal").lazy()
     zeros = {"n_employers": 0, "earnings": 0.0, "days_worked": 0, "ub_days": 0,
@@ -203,6 +217,34 @@ def slice_panel(inp: _Inputs, year: _Year, first: date, last: date,
     return p.select(names("panel")).collect()
 
 
+def _write_part(df: pl.DataFrame, path: Path) -> None:
+    df.write_parquet(path, compression="zstd", compression_level=1, statistics=True,
+                     row_group_size=512 * 1024)
+
+
+def _publish(parts: list[Future], tmp_dir: Path, folder: Path, secs: dict[int, float],
+             y: int, t0: float) -> None:
+    """Put a year's folder in place once all its parts are written.
+
+    The old folder is renamed aside first and removed after the new one is in place, so a
+    reader sees the old year or the new one (or, for the instant between the two renames,
+    no file of that year), never a mixture or a partial part.
+    """
+    for part in parts:
+        part.result()
+    checkpoint(folder)
+    out = folder.parent  # aside, outside ``out`` (hidden folders in it are read too)
+    old = out.parent / f".{out.name}.{folder.name}.old"
+    if old.exists():
+        shutil.rmtree(old)
+    if folder.exists():
+        folder.rename(old)
+    tmp_dir.rename(folder)
+    if old.exists():
+        shutil.rmtree(old)
+    secs[y] = round(time.perf_counter() - t0, 2)
+
+
 def build(sources: Path, out: Path, cpi_base_year: int = 2024,
           years: list[int] | None = None, chunk_persons: int = 400_000) -> PanelResult:
     """Build the panel from ``sources/`` (ingest output) into ``out/year=YYYY/``.
@@ -220,6 +262,9 @@ def build(sources: Path, out: Path, cpi_base_year: int = 2024,
         Build only these years (default: every year of the data period).
     chunk_persons
         Persons per part: peak memory grows with this, not with the population.
+
+    A part is written (Parquet, zstd level 1) by a second thread while the next part is
+    computed; a year's folder is put in place when its last part is written.
     """
     first, last = data_period(sources)
     inp = _Inputs(sources, cpi_base_year)
@@ -228,28 +273,36 @@ def build(sources: Path, out: Path, cpi_base_year: int = 2024,
     rows: dict[int, int] = {}
     secs: dict[int, float] = {}
     months = 0
-    for y in todo:
-        t0 = time.perf_counter()
-        a, b = max(first, date(y, 1, 1)), min(last, date(y, 12, 1))
-        if a > b:
-            continue
-        year = _Year(inp, a, b)
-        folder = out / f"year={y}"
-        tmp_dir = out / f".year={y}.tmp"
-        if tmp_dir.exists():
-            shutil.rmtree(tmp_dir)
-        tmp_dir.mkdir(parents=True)
-        rows[y] = 0
-        for c, lo in enumerate(range(0, max(n, 1), chunk_persons)):
-            df = slice_panel(inp, year, a, b, (lo, lo + chunk_persons))
-            df.write_parquet(tmp_dir / f"part-{c:03d}.parquet", compression="zstd",
-                             statistics=True)
-            rows[y] += df.height
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp_dir.rename(folder)
-        months += (b.year - a.year) * 12 + b.month - a.month + 1
-        secs[y] = round(time.perf_counter() - t0, 2)
+    out.mkdir(parents=True, exist_ok=True)
+    # one thread writes the parts (one at a time, in order) while the next is computed
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        pending: Future | None = None
+        for y in todo:
+            t0 = time.perf_counter()
+            a, b = max(first, date(y, 1, 1)), min(last, date(y, 12, 1))
+            if a > b:
+                continue
+            year = _Year(inp, a, b)
+            # beside ``out``, not in it: readers glob out/**/*.parquet, hidden folders included
+            tmp_dir = out.parent / f".{out.name}.year={y}.tmp"
+            if tmp_dir.exists():
+                shutil.rmtree(tmp_dir)
+            tmp_dir.mkdir(parents=True)
+            rows[y] = 0
+            parts = []
+            for c, lo in enumerate(range(0, max(n, 1), chunk_persons)):
+                df = slice_panel(inp, year, lo, min(lo + chunk_persons, n))
+                rows[y] += df.height
+                if pending is not None:
+                    pending.result()
+                pending = writer.submit(_write_part, df, tmp_dir / f"part-{c:03d}.parquet")
+                parts.append(pending)
+                del df
+            year = None
+            pending = writer.submit(_publish, parts, tmp_dir, out / f"year={y}", secs, y, t0)
+            months += (b.year - a.year) * 12 + b.month - a.month + 1
+        if pending is not None:
+            pending.result()
     n_persons = pl.scan_parquet(out / "**" / "*.parquet", hive_partitioning=False).select(
         pl.col("pid").n_unique()).collect().item()
     return PanelResult(folder=out, rows=sum(rows.values()), persons=n_persons, months=months,

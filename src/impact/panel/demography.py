@@ -22,7 +22,10 @@ from __future__ import annotations
 
 from datetime import date
 
+import numpy as np
 import polars as pl
+
+from impact.panel.state import Chunk, Grid, month_number
 
 #: Age limits of the ILA target population, inclusive (used for ``eligible``).
 ELIGIBLE_AGE = (18, 64)
@@ -35,44 +38,58 @@ def persons_frame(persons: pl.LazyFrame) -> pl.DataFrame:
     return persons.select(
         "person_code", "sex", "birth_date", exit_month.alias("exit_month_start"),
     ).sort("person_code").with_row_index("pid").with_columns(
-        pl.col("pid").cast(pl.Int32)).collect()
+        pl.col("pid").cast(pl.Int32)).collect().rechunk()
 
 
-def person_months(persons: pl.DataFrame | pl.LazyFrame, first: date,
-                  last: date) -> pl.LazyFrame:
-    """One row per person and month of ``first``..``last`` in the panel.
+def grid(persons: pl.DataFrame, first: date, last: date) -> Grid:
+    """The months ``first``..``last`` of every person of :func:`persons_frame`: from the
+    month of birth to the month of death or emigration (inclusive), one row per month."""
+    m = persons.select(month_number(pl.col("birth_date")).alias("a"),
+                       month_number(pl.col("exit_month_start")).alias("b"))
+    return Grid(m["a"], m["b"], first, last)
+
+
+def person_months(persons: pl.DataFrame, rows: Chunk) -> pl.DataFrame:
+    """One row per person and month of the slice in the panel, for a chunk of persons.
 
     Parameters
     ----------
     persons
-        Output of :func:`persons_frame`.
-    first, last
-        First days of the first and last month of the slice.
+        Output of :func:`persons_frame` (row ``i`` is ``pid`` ``i``).
+    rows
+        The chunk's rows of the slice (:func:`grid` of the same ``persons``).
 
     Returns
     -------
-    polars.LazyFrame
-        ``pid`` (dense int32 index of the person in pseudonym order; the builder adds
-        ``person_code`` at the end), ``month``, ``sex``, ``age`` (completed years on the
-        first day of the month), ``exit_month`` (the person died or emigrated in this
-        month; the last row of such a person), ``eligible`` (aged 18-64 and resident for
-        the whole month).
+    polars.DataFrame
+        Sorted by ``pid`` and ``month``: ``pid`` (dense int32 index of the person in
+        pseudonym order), ``person_code``, ``month``, ``sex``, ``age`` (completed years on
+        the first day of the month), ``exit_month`` (the person died or emigrated in this
+        month; the last row of such a person), ``eligible`` (aged 18-64 and resident for the
+        whole month).
     """
-    months = pl.LazyFrame({"month": pl.date_range(first, last, "1mo", eager=True)})
-    grid = persons.lazy().select(pl.exclude("person_code")).join(months, how="cross").filter(
-        (pl.col("month") >= pl.col("birth_date").dt.month_start())
-        & (pl.col("exit_month_start").is_null()
-           | (pl.col("month") <= pl.col("exit_month_start"))))
-    age = (pl.col("month").dt.year() - pl.col("birth_date").dt.year()
-           - ((pl.col("month").dt.month() < pl.col("birth_date").dt.month())
-              | ((pl.col("month").dt.month() == pl.col("birth_date").dt.month())
-                 & (pl.col("birth_date").dt.day() > 1))).cast(pl.Int32)).cast(pl.Int16)
-    exit_ = (pl.col("month") == pl.col("exit_month_start")).fill_null(False)
-    lo, hi = ELIGIBLE_AGE
-    return grid.select(
-        "pid", "month", "sex", age.alias("age"), exit_.alias("exit_month"),
-    ).with_columns((pl.col("age").is_between(lo, hi) & ~pl.col("exit_month"))
-                   .alias("eligible"))
+    pid, month, lo = rows.pid, rows.month, rows.lo
+    who = pid - lo
+    p = persons.slice(lo, rows.hi - lo)
+    born = p.select(month_number(pl.col("birth_date")).fill_null(0).alias("m"),
+                    (pl.col("birth_date").dt.day() > 1).fill_null(False).cast(pl.Int32)
+                    .alias("late"),
+                    month_number(pl.col("exit_month_start")).fill_null(-1).alias("exit"))
+    # completed years on the first day of the month: months since the birth month, less
+    # one if born after the 1st, in whole years
+    age = ((month - born["m"].to_numpy()[who] - born["late"].to_numpy()[who]) // 12
+           ).astype(np.int16)
+    exit_ = month == born["exit"].to_numpy()[who]
+    lo_age, hi_age = ELIGIBLE_AGE
+    return pl.concat([
+        pl.DataFrame([pl.Series("pid", pid, dtype=pl.Int32)]),
+        p.select(pl.col("person_code").gather(pl.Series(who, dtype=pl.UInt32))),
+        pl.DataFrame([rows.grid.months.gather(pl.Series(month - rows.grid.first,
+                                                         dtype=pl.UInt32))]),
+        p.select(pl.col("sex").gather(pl.Series(who, dtype=pl.UInt32))),
+        pl.DataFrame([pl.Series("age", age), pl.Series("exit_month", exit_),
+                      pl.Series("eligible", (age >= lo_age) & (age <= hi_age) & ~exit_)]),
+    ], how="horizontal")
 
 
 def residence_events(residence: pl.LazyFrame, municipalities: pl.LazyFrame) -> pl.LazyFrame:
@@ -85,17 +102,21 @@ def residence_events(residence: pl.LazyFrame, municipalities: pl.LazyFrame) -> p
     ).join(ref, on="municipality_code", how="left")
 
 
-def education_events(education: pl.LazyFrame) -> pl.LazyFrame:
-    """Awards as carry-forward events of the highest level so far and its field."""
+def education_events(education: pl.LazyFrame, key: str = "person_code") -> pl.LazyFrame:
+    """Awards as carry-forward events of the highest level so far and its field.
+
+    ``key`` is the person column (``pid`` if the pseudonyms were already replaced: the
+    windows over the person are then on integers).
+    """
     ordered = education.select(
-        "person_code", "award_date", pl.col("isced_level").cast(pl.Int8), "isced_field",
-    ).sort("person_code", "award_date", "isced_level")
-    best = pl.col("isced_level").cum_max().over("person_code")
+        key, "award_date", pl.col("isced_level").cast(pl.Int8), "isced_field",
+    ).sort(key, "award_date", "isced_level")
+    best = pl.col("isced_level").cum_max().over(key)
     return ordered.with_columns(best.alias("__best")).with_columns(
         pl.when(pl.col("isced_level") == pl.col("__best")).then(pl.col("isced_field"))
-        .forward_fill().over("person_code").alias("isced_field"),
+        .forward_fill().over(key).alias("isced_field"),
         pl.col("__best").alias("isced_level"),
-    ).select("person_code", pl.col("award_date").dt.month_start().alias("month"),
+    ).select(key, pl.col("award_date").dt.month_start().alias("month"),
              pl.col("award_date").alias("__order"), "isced_level", "isced_field")
 
 
