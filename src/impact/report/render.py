@@ -446,50 +446,40 @@ class _Report:
         # earnings and employment
         out.append(_h3(Tr("Earnings and employment", "Ienākumi un nodarbinātība"),
                        "headline-earnings"))
+        def earn(lang: str, r: Row, h: int, unit: str | None) -> str:
+            p, t = fmt_value(r["participants"], unit, lang), fmt_value(r["twins"], unit, lang)
+            n, ci = fmt_effect(r["net"], unit, lang), _ci(r, unit, lang)
+            if lang == "en":
+                return (f"{h} months after leaving, participants earned on average EUR {p} "
+                        f"a month (real prices), their twins EUR {t}. Taking account of "
+                        f"the difference before training (difference in differences), the "
+                        f"net effect on monthly earnings is EUR {n} (95 % CI {ci}).")
+            return (f"{h} mēnešus pēc dalības beigām dalībnieki vidēji nopelnīja {p} EUR "
+                    f"mēnesī (reālās cenās), viņu dvīņi – {t} EUR. Ņemot vērā starpību "
+                    f"pirms mācībām (starpību starpība), neto ietekme uz mēneša "
+                    f"ienākumiem ir {n} EUR (95 % TI {ci}).")
+
+        def emp(lang: str, r: Row, h: int, unit: str | None) -> str:
+            p, t = fmt_value(r["participants"], unit, lang), fmt_value(r["twins"], unit, lang)
+            n, ci = fmt_effect(r["net"], unit, lang), _ci(r, unit, lang)
+            if lang == "en":
+                return (f"{h} months after leaving, {p} of participants and {t} of their "
+                        f"twins were employed; net effect on the employment rate "
+                        f"(difference in differences): {n} percentage points (95 % CI "
+                        f"{ci}).")
+            return (f"{h} mēnešus pēc dalības beigām bija nodarbināti {p} dalībnieku un "
+                    f"{t} viņu dvīņu; neto ietekme uz nodarbinātības līmeni (starpību "
+                    f"starpība): {n} procentpunkti (95 % TI {ci}).")
+
         items = []
-        for h in (6, 12, 24):
-            r = self._shown(f"earnings_real_h{h}")
-            if r is None:
-                items.append(block("li", self._missing(f"earnings_real_h{h}")))
-                continue
-            unit = r.get("unit")
-
-            def earn(lang: str, r: Row = r, h: int = h, unit: str | None = unit) -> str:
-                p, t = fmt_value(r["participants"], unit, lang), fmt_value(r["twins"], unit,
-                                                                           lang)
-                n, ci = fmt_effect(r["net"], unit, lang), _ci(r, unit, lang)
-                if lang == "en":
-                    return (f"{h} months after leaving, participants earned on average EUR {p} "
-                            f"a month (real prices), their twins EUR {t}. Taking account of "
-                            f"the difference before training (difference in differences), the "
-                            f"net effect on monthly earnings is EUR {n} (95 % CI {ci}).")
-                return (f"{h} mēnešus pēc dalības beigām dalībnieki vidēji nopelnīja {p} EUR "
-                        f"mēnesī (reālās cenās), viņu dvīņi – {t} EUR. Ņemot vērā starpību "
-                        f"pirms mācībām (starpību starpība), neto ietekme uz mēneša "
-                        f"ienākumiem ir {n} EUR (95 % TI {ci}).")
-
-            items.append(block("li", _both(earn)))
-        for h in (6, 12, 24):
-            r = self._shown(f"employed_h{h}")
-            if r is None:
-                items.append(block("li", self._missing(f"employed_h{h}")))
-                continue
-            unit = r.get("unit")
-
-            def emp(lang: str, r: Row = r, h: int = h, unit: str | None = unit) -> str:
-                p, t = fmt_value(r["participants"], unit, lang), fmt_value(r["twins"], unit,
-                                                                           lang)
-                n, ci = fmt_effect(r["net"], unit, lang), _ci(r, unit, lang)
-                if lang == "en":
-                    return (f"{h} months after leaving, {p} of participants and {t} of their "
-                            f"twins were employed; net effect on the employment rate "
-                            f"(difference in differences): {n} percentage points (95 % CI "
-                            f"{ci}).")
-                return (f"{h} mēnešus pēc dalības beigām bija nodarbināti {p} dalībnieku un "
-                        f"{t} viņu dvīņu; neto ietekme uz nodarbinātības līmeni (starpību "
-                        f"starpība): {n} procentpunkti (95 % TI {ci}).")
-
-            items.append(block("li", _both(emp)))
+        for stem, sentence in (("earnings_real", earn), ("employed", emp)):
+            for h in (6, 12, 24):
+                r = self._shown(f"{stem}_h{h}")
+                if r is None:
+                    items.append(block("li", self._missing(f"{stem}_h{h}")))
+                    continue
+                items.append(block("li", _both(
+                    lambda lang, r=r, h=h, f=sentence: f(lang, r, h, r.get("unit")))))
         out.append('<ul class="findings">' + "\n".join(items) + "</ul>")
         out.append(self._key_table(
             "t-earnings", Tr("Earnings and employment after leaving, all participants",
