@@ -10,8 +10,17 @@
     manifest checksum; the run key makes a re-evaluation idempotent. Incomplete deliveries
     are reported in the skip message, with the first missing file.
 ``monthly_refresh``
-    2nd day of every month, 06:00 Riga time: the research panel, episodes, twins and
-    estimates on whatever has been ingested (``refresh_job``).
+    2nd day of every month, 06:00 Riga time: the research panel, the episode tables and the
+    twins plan on whatever has been ingested (``refresh_job``). The plan is kept while it is
+    current, so an ordinary month leaves every matched cohort valid.
+``cohort_sensor``
+    Every ``COHORT_SENSOR_INTERVAL_S`` seconds it compares the twins plan with the matched
+    cohorts. Cohorts not yet matched with the current plan (new cohorts, or all of them
+    after a new plan) are launched as ``twins_cohort_job`` runs over contiguous partition
+    ranges, split into ``COHORT_RUNS`` runs that the run coordinator can execute in
+    parallel; when every cohort is matched and the twins were not combined from this plan
+    yet, it launches ``evaluation_job`` (twins combination, balance gate, estimates). It
+    waits while cohort runs are in flight.
 ``quarterly_publication``
     5th day of January, April, July and October, 07:00 Riga time: indicators, disclosure
     control and the release (``publication_job``). The publication asset itself refuses to
@@ -35,6 +44,13 @@ from pipelines.resources import ImpactConfig
 AssetJob = Any
 
 SENSOR_INTERVAL_S = 300
+COHORT_SENSOR_INTERVAL_S = 120
+#: Cohort runs requested at once (each loads the panel arrays once for its range).
+COHORT_RUNS = 2
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+_ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
+           dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 TIMEZONE = "Europe/Riga"
 
 
@@ -69,6 +85,25 @@ def delivery_state(landing: Path) -> tuple[dict[str, str], dict[str, str]]:
         else:
             complete[folder.name] = hashlib.sha256(raw).hexdigest()
     return complete, incomplete
+
+
+def contiguous_ranges(order: list[str], todo: list[str],
+                      parts: int = 1) -> list[tuple[str, str]]:
+    """``todo`` partition keys as (first, last) ranges of consecutive keys in ``order`` (the
+    partitions' order), split into at least ``parts`` ranges of similar size when possible.
+    Keys of ``todo`` missing from ``order`` are ignored."""
+    want = set(todo)
+    blocks: list[list[str]] = []
+    prev = False
+    for k in order:
+        if k in want:
+            if not prev:
+                blocks.append([])
+            blocks[-1].append(k)
+        prev = k in want
+    total = sum(len(b) for b in blocks)
+    size = max(1, -(-total // max(1, parts)))  # ceil
+    return [(b[i], b[min(i + size, len(b)) - 1]) for b in blocks for i in range(0, len(b), size)]
 
 
 def _config_error(impact_config: ImpactConfig) -> str | None:
@@ -126,3 +161,44 @@ def build_automation(delivery_job: AssetJob,
                    "Quarterly publication: indicators, disclosure control, release files."),
     ]
     return delivery_sensor, schedules
+
+
+def build_cohort_sensor(cohort_job: AssetJob, evaluation_job: AssetJob,
+                        partitions: str) -> dg.SensorDefinition:
+    """The sensor that matches cohorts of the twins plan and then combines them."""
+
+    @dg.sensor(jobs=[cohort_job, evaluation_job], minimum_interval_seconds=COHORT_SENSOR_INTERVAL_S,
+               default_status=dg.DefaultSensorStatus.STOPPED,
+               description="Launches twins_cohort runs for the cohorts not yet matched with "
+               "the current twins plan, then evaluation_job once all are matched.")
+    def cohort_sensor(context: dg.SensorEvaluationContext, impact_config: ImpactConfig):
+        from impact.twins.plan import PlanError, cohorts_to_match, combined_plan, read_plan
+
+        error = _config_error(impact_config)
+        if error:
+            return dg.SkipReason(f"evaluation config invalid, nothing launched: {error}")
+        cfg = impact_config.load()
+        try:
+            plan = read_plan(cfg.data.twins)
+        except PlanError as exc:
+            return dg.SkipReason(str(exc))
+        active = context.instance.get_runs(
+            filters=dg.RunsFilter(job_name=cohort_job.name, statuses=_ACTIVE), limit=1)
+        if active:
+            return dg.SkipReason("cohort runs in flight")
+        fp = plan.fingerprint[:16]
+        todo = cohorts_to_match(plan, cfg.data.twins)
+        if todo:
+            order = context.instance.get_dynamic_partitions(partitions)
+            unknown = [k for k in todo if k not in order]
+            if unknown:
+                return dg.SkipReason(f"cohorts {', '.join(unknown)} are not registered "
+                                     "partitions: materialise twins_plan")
+            return [dg.RunRequest(run_key=f"cohorts:{fp}:{a}...{b}", job_name=cohort_job.name,
+                                  tags={RANGE_START: a, RANGE_END: b})
+                    for a, b in contiguous_ranges(order, todo, COHORT_RUNS)]
+        if combined_plan(cfg.data.twins) != plan.fingerprint:
+            return dg.RunRequest(run_key=f"combine:{fp}", job_name=evaluation_job.name)
+        return dg.SkipReason("every cohort is matched and combined with the current plan")
+
+    return cohort_sensor

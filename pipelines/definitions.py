@@ -9,9 +9,11 @@ Modules:
     pipelines/assets/sources.py    sources/<table>: one asset + blocking contract check per
                                    schemas/<table>.yaml
     pipelines/assets/research.py   panel, episodes, treatment, near_participants
-    pipelines/assets/evaluation.py twins (+ balance check), estimates
+    pipelines/assets/evaluation.py twins_plan, twins_cohort (partitioned by cohort month),
+                                   twins (+ balance check), estimates
     pipelines/assets/publication.py indicators, publication (+ blocking disclosure check)
-    pipelines/automation.py        delivery sensor, monthly refresh and quarterly publication
+    pipelines/automation.py        delivery sensor, cohort sensor, monthly refresh and
+                                   quarterly publication
     pipelines/run.py               in-process runs for `impact run` / `impact demo`
 
 The config is ``$IMPACT_CONFIG`` if set, else ``configs/demo.yaml`` (relative to the working
@@ -20,8 +22,14 @@ directory, the repository root); it can also be changed per run in the launchpad
 
 import dagster as dg
 
-from pipelines.assets.evaluation import EVALUATION_ASSETS
-from pipelines.assets.evaluation import GROUP as EVALUATION_GROUP
+from pipelines.assets.evaluation import (
+    COHORTS,
+    ESTIMATES_KEY,
+    EVALUATION_ASSETS,
+    TWINS_COHORT_KEY,
+    TWINS_KEY,
+    TWINS_PLAN_KEY,
+)
 from pipelines.assets.landing import LANDING_KEY, landing
 from pipelines.assets.publication import GROUP as PUBLICATION_GROUP
 from pipelines.assets.publication import PUBLICATION_ASSETS
@@ -29,13 +37,12 @@ from pipelines.assets.research import GROUP as RESEARCH_GROUP
 from pipelines.assets.research import RESEARCH_ASSETS
 from pipelines.assets.sources import GROUP as SOURCES_GROUP
 from pipelines.assets.sources import SOURCE_ASSETS
-from pipelines.automation import build_automation
+from pipelines.automation import build_automation, build_cohort_sensor
 from pipelines.resources import impact_config_from_env
 
 LANDING = dg.AssetSelection.assets(LANDING_KEY)
 SOURCES = dg.AssetSelection.groups(SOURCES_GROUP)
 RESEARCH = dg.AssetSelection.groups(RESEARCH_GROUP)
-EVALUATION = dg.AssetSelection.groups(EVALUATION_GROUP)
 PUBLICATION = dg.AssetSelection.groups(PUBLICATION_GROUP)
 
 synth_job = dg.define_asset_job(
@@ -66,11 +73,25 @@ research_job = dg.define_asset_job(
     description="The person-month panel and the ILA episode tables from the clean sources.",
 )
 
+twins_plan_job = dg.define_asset_job(
+    name="twins_plan_job",
+    selection=dg.AssetSelection.assets(TWINS_PLAN_KEY),
+    executor_def=dg.in_process_executor,
+    description="The twins plan (shared by every cohort); registers the cohort partitions.",
+)
+
+twins_cohort_job = dg.define_asset_job(
+    name="twins_cohort_job",
+    selection=dg.AssetSelection.assets(TWINS_COHORT_KEY),
+    description="Twins of a cohort month or a range of them (one run per range; ranges "
+    "run in parallel). Launched by the cohort sensor or by a backfill in the UI.",
+)
+
 evaluation_job = dg.define_asset_job(
     name="evaluation_job",
-    selection=EVALUATION,
+    selection=dg.AssetSelection.assets(TWINS_KEY, ESTIMATES_KEY),
     executor_def=dg.in_process_executor,
-    description="Statistical twins and the effect estimates from the panel.",
+    description="The twins of all cohorts combined (balance gate) and the effect estimates.",
 )
 
 publication_job = dg.define_asset_job(
@@ -91,18 +112,20 @@ delivery_job = dg.define_asset_job(
 
 refresh_job = dg.define_asset_job(
     name="refresh_job",
-    selection=RESEARCH | EVALUATION,
+    selection=RESEARCH | dg.AssetSelection.assets(TWINS_PLAN_KEY),
     executor_def=dg.in_process_executor,
-    description="Monthly refresh: the research tables, then twins and estimates.",
+    description="Monthly refresh: the research tables and the twins plan (the cohort "
+    "sensor then matches the cohorts that need it and runs evaluation_job).",
 )
 
 delivery_sensor, schedules = build_automation(delivery_job, refresh_job, publication_job)
+cohort_sensor = build_cohort_sensor(twins_cohort_job, evaluation_job, COHORTS.name)
 
 defs = dg.Definitions(
     assets=[landing, *SOURCE_ASSETS, *RESEARCH_ASSETS, *EVALUATION_ASSETS, *PUBLICATION_ASSETS],
-    jobs=[synth_job, ingest_job, research_job, evaluation_job, publication_job, delivery_job,
-          refresh_job],
-    sensors=[delivery_sensor],
+    jobs=[synth_job, ingest_job, research_job, twins_plan_job, twins_cohort_job, evaluation_job,
+          publication_job, delivery_job, refresh_job],
+    sensors=[delivery_sensor, cohort_sensor],
     schedules=schedules,
     resources={"impact_config": impact_config_from_env()},
 )

@@ -19,7 +19,12 @@ from typing import Any, Literal
 
 import dagster as dg
 
-from pipelines.assets.evaluation import EVALUATION_ASSETS
+from pipelines.assets.evaluation import (
+    COHORTS,
+    EVALUATION_ASSETS,
+    TWINS_COHORT_KEY,
+    TWINS_PLAN_KEY,
+)
 from pipelines.assets.evaluation import GROUP as EVALUATION_GROUP
 from pipelines.assets.landing import LANDING_KEY, landing
 from pipelines.assets.publication import GROUP as PUBLICATION_GROUP
@@ -27,12 +32,17 @@ from pipelines.assets.publication import PUBLICATION_ASSETS
 from pipelines.assets.research import GROUP as RESEARCH_GROUP
 from pipelines.assets.research import RESEARCH_ASSETS
 from pipelines.assets.sources import GROUP, SOURCE_ASSETS, SOURCE_TABLES, source_key
+from pipelines.automation import RANGE_END, RANGE_START, contiguous_ranges
 from pipelines.resources import ImpactConfig
 
 ALL_ASSETS: list[dg.AssetsDefinition] = [landing, *SOURCE_ASSETS, *RESEARCH_ASSETS,
                                           *EVALUATION_ASSETS, *PUBLICATION_ASSETS]
 #: Words --select understands besides table names.
 KEYWORDS = ("all", "sources", "landing", "research", "evaluation", "publication")
+
+#: Assets after the sources, selectable by name (``twins``, ``panel`` ...).
+ASSET_NAMES = tuple(k.to_user_string() for a in [*RESEARCH_ASSETS, *EVALUATION_ASSETS,
+                                                  *PUBLICATION_ASSETS] for k in a.keys)
 
 Status = Literal["ok", "failed", "not run"]
 
@@ -63,6 +73,7 @@ class RunReport:
     outcomes: list[AssetOutcome]
     seconds: float
     instance: str  # "ephemeral" or the DAGSTER_HOME folder
+    run_ids: list[str] = field(default_factory=list)  # every Dagster run, in order
 
     @property
     def failed(self) -> list[AssetOutcome]:
@@ -75,7 +86,8 @@ def resolve_selection(select: Sequence[str]) -> list[dg.AssetKey]:
     ``all`` (every asset), ``sources`` (every source table), ``research`` (the panel and the
     episode tables; the sources must have been ingested before), ``evaluation`` (twins and
     estimates; needs the research tables), ``publication`` (indicators, disclosure control
-    and the release files; needs the twins and estimates), ``landing``, a table
+    and the release files; needs the twins and estimates), ``landing``, an asset after
+    the sources by name (``panel``, ``twins_plan``, ``twins_cohort``, ``twins`` ...), a table
     name (``employers`` or ``sources/employers``: that table only; the source tables it
     depends on must have been ingested before), ``+TABLE`` (the table and the source tables
     it depends on, transitively; not the landing).
@@ -102,17 +114,21 @@ def resolve_selection(select: Sequence[str]) -> list[dg.AssetKey]:
             selection |= dg.AssetSelection.groups(EVALUATION_GROUP)
         elif name == "publication" and not upstream:
             selection |= dg.AssetSelection.groups(PUBLICATION_GROUP)
+        elif name in ASSET_NAMES and not upstream:
+            selection |= dg.AssetSelection.assets(dg.AssetKey([name]))
         elif name in SOURCE_TABLES:
             one = dg.AssetSelection.assets(source_key(name))
             selection |= (
                 (one.upstream() - dg.AssetSelection.assets(LANDING_KEY)) if upstream else one
             )
         else:
-            close = difflib.get_close_matches(name, [*KEYWORDS, *SOURCE_TABLES], n=3)
+            close = difflib.get_close_matches(name, [*KEYWORDS, *ASSET_NAMES, *SOURCE_TABLES],
+                                              n=3)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
             raise ValueError(
-                f"unknown selection {token!r}.{hint} Use one of {', '.join(KEYWORDS)}, a "
-                f"table name (+TABLE adds its upstream tables): {', '.join(SOURCE_TABLES)}"
+                f"unknown selection {token!r}.{hint} Use one of {', '.join(KEYWORDS)}, an "
+                f"asset ({', '.join(ASSET_NAMES)}) or a source table name (+TABLE adds its "
+                f"upstream tables): {', '.join(SOURCE_TABLES)}"
             )
     keys = selection.resolve(ALL_ASSETS)
     order = [k for a in ALL_ASSETS for k in a.keys]  # landing, sources (dependency order),
@@ -130,6 +146,25 @@ def _instance() -> Iterator[tuple[dg.DagsterInstance, str]]:
             yield instance, "ephemeral"
 
 
+def _segments(keys: list[dg.AssetKey]) -> tuple[list[dg.AssetKey], list[dg.AssetKey],
+                                                  list[dg.AssetKey]]:
+    """The selected keys before the cohort partitions, the partitioned asset, the rest."""
+    if TWINS_COHORT_KEY not in keys:
+        return keys, [], []
+    i = keys.index(TWINS_COHORT_KEY)
+    return keys[:i], [TWINS_COHORT_KEY], keys[i + 1:]
+
+
+def cohort_ranges(instance: dg.DagsterInstance, resource: ImpactConfig,
+                  parts: int = 1) -> list[tuple[str, str]]:
+    """Ranges of the cohort partitions still to match with the stored plan."""
+    from impact.twins.plan import cohorts_to_match, read_plan
+
+    cfg = resource.load()
+    todo = cohorts_to_match(read_plan(cfg.data.twins), cfg.data.twins)
+    return contiguous_ranges(instance.get_dynamic_partitions(COHORTS.name), todo, parts)
+
+
 def _plain(metadata: dict[str, Any]) -> dict[str, Any]:
     return {k: getattr(v, "value", v) for k, v in metadata.items()}
 
@@ -140,6 +175,7 @@ def run(
     *,
     data_root: Path | str | None = None,
     log_level: str = "WARNING",
+    rematch: bool = False,
 ) -> RunReport:
     """Materialise the selected assets in this process and report each one.
 
@@ -153,26 +189,58 @@ def run(
         Replaces the config's ``data.root`` (``impact demo --out``).
     log_level
         Level of Dagster's console log (stderr).
+    rematch
+        Make a new twins plan even if the stored one is current (every cohort is matched
+        again).
+
+    Assets run in up to three kinds of Dagster run, in order: the unpartitioned assets up
+    to ``twins_plan``; ``twins_cohort`` over the cohorts not yet matched with the current
+    plan (one run per contiguous range of them; none when all are current); the rest. A
+    failed run stops the later ones (their assets are reported as not run).
     """
     keys = resolve_selection(select)
     resource = ImpactConfig(
         path=str(config_path), data_root=str(data_root) if data_root is not None else None
     )
+    run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    if rematch and TWINS_PLAN_KEY in keys:
+        run_config["ops"] = {"twins_plan": {"config": {"rematch": True}}}
     t0 = time.perf_counter()
+    events: list[Any] = []
+    run_ids: list[str] = []
+    success = True
+    cohorts_current = False
     with _instance() as (instance, where):
-        result = dg.materialize(
-            ALL_ASSETS,
-            selection=keys,
-            resources={"impact_config": resource},
-            instance=instance,
-            raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-            tags={"impact/launched_by": "impact run"},
-        )
-        events = result.all_events
-        run_id = result.run_id
-        success = result.success
+
+        def go(selection: list[dg.AssetKey], tags: dict[str, str] | None = None) -> bool:
+            result = dg.materialize(
+                ALL_ASSETS,
+                selection=selection,
+                resources={"impact_config": resource},
+                instance=instance,
+                raise_on_error=False,
+                run_config=run_config if TWINS_PLAN_KEY in selection
+                else {"loggers": run_config["loggers"]},
+                tags={"impact/launched_by": "impact run", **(tags or {})},
+            )
+            events.extend(result.all_events)
+            run_ids.append(result.run_id)
+            return result.success
+
+        before, partitioned, after = _segments(keys)
+        if before:
+            success = go(before)
+        if partitioned and success:
+            ranges = cohort_ranges(instance, resource)
+            cohorts_current = not ranges
+            for start, end in ranges:
+                success = go(partitioned, {RANGE_START: start, RANGE_END: end})
+                if not success:
+                    break
+        if after and success:
+            success = go(after)
     seconds = time.perf_counter() - t0
+    run_id = run_ids[0] if run_ids else ""
 
     # step key (the op's name) -> the selected assets it materialises
     step_of: dict[str, list[dg.AssetKey]] = {}
@@ -181,7 +249,10 @@ def run(
             if k in keys:
                 step_of.setdefault(a.op.name, []).append(k)
     outcomes = {k: AssetOutcome(key=k.to_user_string(), status="not run") for k in keys}
+    cohort_runs = 0
     for ev in events:
+        if ev.event_type_value == "ASSET_MATERIALIZATION" and ev.asset_key == TWINS_COHORT_KEY:
+            cohort_runs += 1
         if ev.event_type_value == "ASSET_MATERIALIZATION" and ev.asset_key in outcomes:
             o = outcomes[ev.asset_key]
             o.status = "ok"
@@ -209,6 +280,12 @@ def run(
                 )
                 if user and user.metadata and not o.metadata:
                     o.metadata = _plain(user.metadata)
+    if cohorts_current and TWINS_COHORT_KEY in outcomes:
+        o = outcomes[TWINS_COHORT_KEY]
+        o.status, o.message = "ok", "every cohort already matched with the current plan"
+    elif TWINS_COHORT_KEY in outcomes and outcomes[TWINS_COHORT_KEY].status == "ok":
+        o = outcomes[TWINS_COHORT_KEY]
+        o.metadata = {"cohorts_matched": cohort_runs, **o.metadata}
     for k, o in outcomes.items():
         if o.status == "ok" and o.check_passed is False:  # defensive: never expected
             o.status = "failed"
@@ -224,6 +301,7 @@ def run(
             )
     return RunReport(
         run_id=run_id,
+        run_ids=run_ids,
         success=success and all(o.status == "ok" for o in outcomes.values()),
         outcomes=list(outcomes.values()),
         seconds=seconds,

@@ -57,7 +57,8 @@ def publication(research: Research, tmp_path_factory: pytest.TempPathFactory) ->
     cfg = EvaluationConfig.model_validate({
         "data": {"root": str(root)}, "synth": {"persons": 4000, "seed": 41},
         "ingest": {"key": {"source": "demo"}}, "estimates": {"reps": 99},
-        "twins": {"gate_min_treated": 10}})
+        "twins": {"gate_min_treated": 10},
+        "publish": {"pretrend_outcomes": ["earnings_real", "days_worked"]}})
     tr = pl.read_parquet(cfg.data.research / "treatment.parquet")
     arrays = evaluate.load_arrays(cfg.data.panel, tr)
     tw = evaluate.run_twins(arrays, TwinSettings(gate_min_treated=10), cfg.data.twins)

@@ -128,5 +128,6 @@ def test_jobs_select_the_right_assets() -> None:
     assert "landing" not in keys("delivery_job")
     assert all(k.startswith("sources/") for k in keys("delivery_job"))
     assert keys("refresh_job") == {"panel", "episodes", "treatment", "near_participants",
-                                   "twins", "estimates"}
+                                   "twins_plan"}
+    assert keys("evaluation_job") == {"twins", "estimates"}
     assert keys("publication_job") == {"indicators", "publication", "report"}

@@ -89,3 +89,25 @@ def test_subgroups_partition_the_treated_and_full_subset_reproduces_the_estimate
     b = matched_event_study(traj.subset(np.ones(traj.n_treated, bool)), "earnings_real", "end",
                             event_times=[6], reps=99, seed=1)
     assert a.at(6)["att"] == b.at(6)["att"] and a.at(6)["se"] == b.at(6)["se"]
+
+
+def test_no_pairs_gives_a_clear_error(stages, research, tmp_path) -> None:
+    _, arrays, tw, _ = stages
+    tr = pl.read_parquet(research.root / "research" / "treatment.parquet")
+    with pytest.raises(ValueError, match="no matched pairs: no treated person has a twin"):
+        evaluate.run_estimates(arrays, tw.pairs.clear(), tr, research.root / "sources",
+                               tmp_path, reps=99)
+
+
+def test_pretrend_tests_stored_and_gate(stages, tmp_path) -> None:
+    out, _, _, _ = stages
+    tests = json.loads((out / "estimates" / "pretrend.json").read_text())
+    t = tests["earnings_real"]
+    assert t["computed"] and t["df"] == len(t["event_times"]) == 24
+    assert min(t["event_times"]) == -36 and max(t["event_times"]) == -13
+    assert 0 <= t["pvalue"] <= 1
+    assert evaluate.pretrend_failures(out / "estimates", ["earnings_real"], 1e-9) == []
+    fails = evaluate.pretrend_failures(out / "estimates", ["earnings_real"], 0.999999)
+    assert len(fails) == 1 and fails[0].startswith("earnings_real: joint pre-trend test")
+    assert "materialise the estimates" in evaluate.pretrend_failures(tmp_path, ["employed"],
+                                                                     0.05)[0]

@@ -40,7 +40,8 @@ def _config(tmp: Path, root: Path) -> Path:
         "ingest": {"key": {"source": "demo"}},
         "twins": {"gate_min_treated": 10},
         "estimates": {"reps": 99},
-        "publish": {"require_balance": False},  # 800 persons cannot pass the balance gate
+        # 800 persons cannot pass the balance gate nor test pre-trends with any power
+        "publish": {"require_balance": False, "require_parallel_trends": False},
     }))
     return path
 

@@ -19,7 +19,9 @@ def _config(root: Path) -> EvaluationConfig:
     return EvaluationConfig.model_validate({
         "data": {"root": str(root)}, "synth": {"persons": 4000, "seed": 41},
         "ingest": {"key": {"source": "demo"}}, "estimates": {"reps": 99},
-        "twins": {"gate_min_treated": 10}})
+        "twins": {"gate_min_treated": 10},
+        # ~30 participants: employment's pre-trend test is not computable; these two are
+        "publish": {"pretrend_outcomes": ["earnings_real", "days_worked"]}})
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +129,27 @@ def test_failed_balance_gate_blocks_publication(released, tmp_path) -> None:
     relaxed = blocked.model_copy(update={"publish": blocked.publish.model_copy(
         update={"require_balance": False})})
     assert release.run_publication(relaxed).path.is_dir()
+
+
+def test_rejected_pre_trend_blocks_publication(released, tmp_path) -> None:
+    cfg, _, _, _ = released
+    root = tmp_path / "pretrend"
+    root.mkdir()
+    for part in ("landing", "sources", "panel", "research", "indicators", "twins"):
+        (root / part).symlink_to(cfg.data.root / part, target_is_directory=True)
+    shutil.copytree(cfg.data.estimates, root / "estimates")
+    tests = json.loads((root / "estimates" / "pretrend.json").read_text())
+    assert tests["earnings_real"]["computed"] and tests["days_worked"]["computed"]
+    tests["days_worked"]["pvalue"] = 0.001  # below 0.05 / 2
+    (root / "estimates" / "pretrend.json").write_text(json.dumps(tests))
+    blocked = _config(root)
+    with pytest.raises(release.PublicationBlocked, match=r"pre-trend test over event times "
+                       r"-36..-13 rejects \(F = .*p = 0.001 < 0.025\)"):
+        release.run_publication(blocked)
+    assert not (root / "publish").exists()
+    tests["days_worked"]["pvalue"] = 0.03  # above the Bonferroni level
+    (root / "estimates" / "pretrend.json").write_text(json.dumps(tests))
+    assert release.run_publication(blocked).path.is_dir()
 
 
 def test_no_raw_code_or_key_in_anything_the_evaluation_writes(released, tmp_path) -> None:

@@ -20,11 +20,11 @@ from impact.twins.features import (
 )
 from impact.twins.riskset import (
     TwinSettings,
-    _pooled_balance,
     cohort_frame,
     cohort_groups,
     match_cohort,
     match_cohorts,
+    pooled_balance,
     pre_trajectories,
     risk_set,
 )
@@ -193,7 +193,7 @@ def test_group_balance_equals_the_table_of_the_stacked_cohorts(arrays, twins) ->
     direct = balance_table(
         pl.concat(frames), treatment="treated", covariates=s.covariates, weights="weight"
     )
-    merged = _pooled_balance(members)
+    merged = pooled_balance([c.parts for c in members])
     assert merged["covariate"].to_list() == direct["covariate"].to_list()
     for col in ("smd_before", "smd_after", "ks_before", "ks_after", "vr_after"):
         np.testing.assert_allclose(

@@ -1,12 +1,25 @@
 """Evaluation assets: statistical twins and the effect estimates.
 
-Thin wrappers of :func:`impact.evaluate.run_twins` and :func:`impact.evaluate.run_estimates`.
-The balance gate of the twins is the asset check ``balance``: it reports, per cohort group
-and pooled, the covariates whose |SMD| after matching exceeds the threshold and the share of
-treated persons without twins. It is not blocking here, because estimates are diagnostics
-too; the publication assets (a later stage) require it to pass.
+Twins are matched one cohort month at a time (:mod:`impact.twins.plan`):
+
+``twins_plan``
+    the shared plan (settings, cohorts, pooled propensity model, KS grid); kept while it is
+    current; registers the dynamic partitions ``cohort`` (``YYYY-MM``).
+``twins_cohort``
+    partitioned by cohort month; a run may cover a range of cohorts (single-run backfill
+    policy: the panel arrays are loaded once per run). Runs over disjoint ranges can go in
+    parallel (separate processes; tested with two).
+``twins``
+    the combination: balance per cohort group and pooled, and the gate.
+
+``estimates`` wraps :func:`impact.evaluate.run_estimates`. The balance gate of the twins is
+the asset check ``balance``: it reports, per cohort group and pooled, the covariates whose
+|SMD| after matching exceeds the threshold and the share of treated persons without twins.
+It is not blocking here, because estimates are diagnostics too; the publication assets (a
+later stage) require it to pass.
 """
 
+import json
 from typing import Any
 
 import dagster as dg
@@ -16,6 +29,10 @@ from pipelines.resources import ImpactConfig
 
 GROUP = "evaluation"
 TWINS_KEY = dg.AssetKey(["twins"])
+TWINS_PLAN_KEY = dg.AssetKey(["twins_plan"])
+TWINS_COHORT_KEY = dg.AssetKey(["twins_cohort"])
+#: Cohort months (``YYYY-MM``), registered by ``twins_plan``.
+COHORTS = dg.DynamicPartitionsDefinition(name="cohort")
 ESTIMATES_KEY = dg.AssetKey(["estimates"])
 
 
@@ -29,15 +46,97 @@ def _load(impact_config: ImpactConfig) -> tuple[Any, Any, Any]:
     return cfg, treatment, load_arrays(cfg.data.panel, treatment)
 
 
+class TwinsPlanConfig(dg.Config):
+    """Run configuration of ``twins_plan``."""
+
+    rematch: bool = False
+    """Make a new plan even if the stored one is current (e.g. after a register correction
+    of candidates' history): every cohort is matched again."""
+
+
+@dg.asset(
+    key=TWINS_PLAN_KEY,
+    group_name=GROUP,
+    kinds={"numpy", "pickle"},
+    deps=[PANEL_KEY, dg.AssetKey(["treatment"])],
+    description="What every cohort's matching shares: the settings, the cohort months, the "
+    "pooled propensity model and the KS grid of the balance tables (impact.twins.plan). "
+    "Kept while current (same settings, cohorts and treated histories), so a refresh "
+    "re-matches only new cohorts. Registers the cohort partitions. "
+    "data.root/twins/plan.json.",
+)
+def twins_plan(context: dg.AssetExecutionContext, impact_config: ImpactConfig,
+               config: TwinsPlanConfig) -> dg.MaterializeResult:
+    from impact.twins.plan import cohorts_to_match, update_plan
+
+    cfg, _, arrays = _load(impact_config)
+    plan, made = update_plan(arrays, cfg.twins.settings(), cfg.data.twins, force=config.rematch)
+    known = set(context.instance.get_dynamic_partitions(COHORTS.name))
+    new = [k for k in plan.keys if k not in known]
+    if new:
+        context.instance.add_dynamic_partitions(COHORTS.name, new)
+    for k in sorted(known - set(plan.keys)):
+        context.instance.delete_dynamic_partition(COHORTS.name, k)
+    todo = cohorts_to_match(plan, cfg.data.twins)
+    context.log.info("twins plan %s: %d cohorts, %d to match", "made" if made else "kept",
+                     len(plan.cohorts), len(todo))
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(plan.fingerprint[:16]),
+        metadata={
+            "made_anew": made,
+            "fingerprint": plan.fingerprint[:16],
+            "cohorts": len(plan.cohorts),
+            "treated": sum(plan.n_treated),
+            "to_match": dg.MetadataValue.json(todo),
+            "path": dg.MetadataValue.path(str(cfg.data.twins / "plan.json")),
+        })
+
+
+@dg.asset(
+    key=TWINS_COHORT_KEY,
+    group_name=GROUP,
+    kinds={"numpy", "parquet"},
+    partitions_def=COHORTS,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[TWINS_PLAN_KEY, PANEL_KEY],
+    description="Statistical twins of one cohort month (risk-set matching: exact strata, "
+    "nearest neighbours on the plan's logit propensity score within a caliper), with its "
+    "balance inputs, overlap losses and pre-period trajectories. A run may cover a range "
+    "of cohorts (the panel is loaded once). data.root/twins/pairs/cohort=YYYY-MM/.",
+)
+def twins_cohort(context: dg.AssetExecutionContext,
+                 impact_config: ImpactConfig) -> dg.MaterializeResult:
+    from impact.twins.plan import match_planned, read_plan, write_cohort
+
+    cfg, _, arrays = _load(impact_config)
+    plan = read_plan(cfg.data.twins)
+    cohorts = {}
+    for key in context.partition_keys:
+        out = match_planned(arrays, plan, plan.cohort(key))
+        write_cohort(out, plan, cfg.data.twins)
+        context.log.info("twins %s: %d of %d treated matched", key, out.n_matched,
+                         out.n_treated)
+        cohorts[key] = {"treated": out.n_treated, "matched": out.n_matched,
+                        "pairs": out.pairs.height,
+                        "max_abs_smd_after": round(float(out.summary["max_abs_smd_after"]), 4)}
+    # one result for every partition of the run (a single-run range shares its metadata)
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(plan.fingerprint[:16]),
+        metadata={
+            "dagster/row_count": sum(c["pairs"] for c in cohorts.values()),
+            "cohorts": dg.MetadataValue.json(cohorts),
+            "plan": plan.fingerprint[:16],
+        })
+
+
 @dg.asset(
     key=TWINS_KEY,
     group_name=GROUP,
-    kinds={"numpy", "parquet"},
-    deps=[PANEL_KEY, dg.AssetKey(["treatment"])],
-    description="Statistical twins per cohort month (risk-set matching: exact strata, "
-    "nearest neighbours on the pooled logit propensity score within a caliper), with "
-    "balance (SMD, variance ratio, KS), overlap losses and pre-period trajectories. "
-    "data.root/twins/.",
+    kinds={"polars", "parquet"},
+    deps=[TWINS_COHORT_KEY, TWINS_PLAN_KEY],
+    description="The twins of all cohorts of the plan, with balance (SMD, variance ratio, "
+    "KS) per cohort, per cohort group and pooled, overlap losses and pre-period "
+    "trajectories; refuses cohorts matched with an earlier plan. data.root/twins/.",
     check_specs=[dg.AssetCheckSpec(
         "balance", asset=TWINS_KEY, blocking=False,
         description="Every |SMD| after matching below twins.max_abs_smd and at most "
@@ -45,10 +144,13 @@ def _load(impact_config: ImpactConfig) -> tuple[Any, Any, Any]:
         "pooled. Gates publication.")],
 )
 def twins(context: dg.AssetExecutionContext, impact_config: ImpactConfig):
-    from impact.evaluate import run_twins
+    from impact.twins.plan import PlanError, combine_planned, read_plan
 
-    cfg, _, arrays = _load(impact_config)
-    result = run_twins(arrays, cfg.twins.settings(), cfg.data.twins)
+    cfg = impact_config.load()
+    try:
+        result = combine_planned(read_plan(cfg.data.twins), cfg.data.twins)
+    except PlanError as exc:
+        raise dg.Failure(description=str(exc)) from None
     s = result.summary
     context.log.info("twins: %d cohorts, %d pairs", s.height, result.pairs.height)
     yield dg.MaterializeResult(metadata={
@@ -84,23 +186,28 @@ def twins(context: dg.AssetExecutionContext, impact_config: ImpactConfig):
     description="Matched DiD event studies of every outcome (from start and from leaving; "
     "naive comparison for earnings), the staggered ATT(g,t) cross-check on the same "
     "persons and their side-by-side comparison; headline effects 6/12/24 months after "
-    "leaving. data.root/estimates/.",
+    "leaving; joint pre-trend tests. data.root/estimates/.",
+    check_specs=[dg.AssetCheckSpec(
+        "pre_trend", asset=ESTIMATES_KEY, blocking=False,
+        description="The joint pre-trend test (start clock, placebo months before the "
+        "baseline) does not reject for publish.pretrend_outcomes at publish.pretrend_alpha "
+        "(Bonferroni). Gates publication (publish.require_parallel_trends).")],
 )
-def estimates(context: dg.AssetExecutionContext,
-              impact_config: ImpactConfig) -> dg.MaterializeResult:
-    import polars as pl
-
-    from impact.evaluate import run_estimates
+def estimates(context: dg.AssetExecutionContext, impact_config: ImpactConfig):
+    from impact.evaluate import pretrend_failures, run_estimates
+    from impact.indicators import read_pairs
+    from impact.twins.plan import align_pairs
 
     cfg, treatment, arrays = _load(impact_config)
-    pairs = pl.read_parquet(cfg.data.twins / "pairs" / "**" / "*.parquet",
-                            hive_partitioning=False)
+    pairs = align_pairs(read_pairs(cfg.data.twins), arrays.person_code)
     res = run_estimates(arrays, pairs, treatment, cfg.data.sources, cfg.data.estimates,
                         reps=cfg.estimates.reps, seed=cfg.estimates.seed)
     head = {h: {k: round(float(v), 2) for k, v in r.items()
                 if k in ("att", "se", "ci_low", "ci_high", "att_naive")}
             for h, r in res.headline.items()}
-    return dg.MaterializeResult(metadata={
+    fails = pretrend_failures(cfg.data.estimates, cfg.publish.pretrend_outcomes,
+                              cfg.publish.pretrend_alpha)
+    yield dg.MaterializeResult(metadata={
         "treated": res.n_treated,
         "distinct_twins": res.n_twins,
         "headline_earnings_after_leaving": dg.MetadataValue.json(head),
@@ -108,6 +215,14 @@ def estimates(context: dg.AssetExecutionContext,
         "seconds": float(sum(res.seconds.values())),
         "path": dg.MetadataValue.path(str(cfg.data.estimates)),
     })
+    tests = json.loads((cfg.data.estimates / "pretrend.json").read_text(encoding="utf-8"))
+    yield dg.AssetCheckResult(
+        check_name="pre_trend", passed=not fails,
+        severity=dg.AssetCheckSeverity.ERROR if fails else dg.AssetCheckSeverity.WARN,
+        description="parallel pre-trends not rejected" if not fails else " | ".join(fails),
+        metadata={f"pvalue_{o}": float(tests[o]["pvalue"])
+                  for o in cfg.publish.pretrend_outcomes
+                  if tests.get(o, {}).get("computed")})
 
 
-EVALUATION_ASSETS = [twins, estimates]
+EVALUATION_ASSETS = [twins_plan, twins_cohort, twins, estimates]

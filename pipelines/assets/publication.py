@@ -3,8 +3,9 @@
 Thin wrappers of :func:`impact.release.run_indicators`,
 :func:`impact.release.run_publication` and :func:`impact.report.write_report`. The
 ``publication`` asset fails (and writes nothing new) when the twins failed their balance
-gate or when the disclosure audit could still recover a suppressed cell; its blocking check
-``disclosure`` records the audit.
+gate, when the joint pre-trend test rejected for a gating outcome, or when the disclosure
+audit could still recover a suppressed cell; its blocking check ``disclosure`` records the
+audit.
 """
 
 
@@ -57,7 +58,7 @@ def indicators(context: dg.AssetExecutionContext,
     "intruder audit) and the release: data.root/publish/<run_id>/ with indicator tables "
     "(CSV with Latvian and English labels, Parquet, JSON with metadata), the disclosure "
     "report, the run manifest and open data; publish/latest points to the newest complete "
-    "one. Refused when the twins' balance gate failed.",
+    "one. Refused when the twins' balance gate failed or the pre-trend test rejected.",
     check_specs=[dg.AssetCheckSpec(
         "disclosure", asset=PUBLICATION_KEY, blocking=True,
         description="The intruder audit recovers no suppressed cell and no published cell "

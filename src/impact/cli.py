@@ -253,7 +253,13 @@ def _config_option(help_text: str) -> Any:
     "table and its upstream tables).",
 )
 @click.option("--verbose", "-v", is_flag=True, help="Show Dagster's log (stderr) while running.")
-def run(config_path: Path, select: tuple[str, ...], verbose: bool) -> None:
+@click.option(
+    "--rematch",
+    is_flag=True,
+    help="Make a new twins plan and match every cohort again, even if the stored plan is "
+    "current (by default only cohorts not yet matched with the current plan are matched).",
+)
+def run(config_path: Path, select: tuple[str, ...], verbose: bool, rematch: bool) -> None:
     """Materialise pipeline assets in this process, without the Dagster UI.
 
     Runs the selected assets of the Dagster code location (pipelines/) with the given
@@ -271,7 +277,7 @@ def run(config_path: Path, select: tuple[str, ...], verbose: bool) -> None:
       impact run --config configs/demo.yaml --select evaluation,publication
       impact run --select +vid_monthly_reports
     """
-    code = _run_pipeline(config_path, select, data_root=None, verbose=verbose)
+    code = _run_pipeline(config_path, select, data_root=None, verbose=verbose, rematch=rematch)
     if code:
         sys.exit(code)
 
@@ -307,6 +313,7 @@ def _run_pipeline(
     *,
     data_root: Path | None,
     verbose: bool,
+    rematch: bool = False,
 ) -> int:
     """Check config, key and landing, run the selected assets, print the summary.
 
@@ -354,6 +361,7 @@ def _run_pipeline(
         select,
         data_root=data_root,
         log_level="INFO" if verbose else "CRITICAL",
+        rematch=rematch,
     )
     click.echo(format_run_summary(report))
     if report.success and "publication" in names:

@@ -41,6 +41,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -315,6 +316,25 @@ class PublishSection(_Section):
 
     require_balance: bool = Field(
         True, description="Refuse to publish when the twins' balance gate failed.")
+    require_parallel_trends: bool = Field(
+        True, description="Refuse to publish when the joint pre-trend test of an outcome in "
+        "pretrend_outcomes rejects (start clock, placebo months before the baseline).")
+    pretrend_outcomes: list[str] = Field(
+        default_factory=lambda: ["earnings_real", "employed"],
+        description="Outcomes whose pre-trend test gates the publication.")
+    pretrend_alpha: float = Field(
+        0.05, gt=0, lt=1, description="Level of the pre-trend gate (Bonferroni over the "
+        "outcomes).")
+
+    @field_validator("pretrend_outcomes")
+    @classmethod
+    def _known_outcomes(cls, v: list[str]) -> list[str]:
+        from impact.outcomes import OUTCOMES
+
+        unknown = [o for o in v if o not in OUTCOMES]
+        if unknown:
+            raise ValueError(f"unknown outcomes {unknown}; choose from {sorted(OUTCOMES)}")
+        return v
     open_data: list[str] = Field(
         default_factory=lambda: ["indicators"],
         description="Tables exported as open data (disclosure-safe rows only).")

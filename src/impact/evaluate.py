@@ -11,7 +11,8 @@ usable from a notebook. Each stage reads what the previous one wrote under the d
     :func:`run_estimates` -- matched DiD event studies of every outcome on both clocks
     (start, leaving) with the naive comparison for earnings (``event_study.parquet``), the
     staggered ATT(g,t) cross-check on the same matched persons
-    (``staggered_dynamic.parquet``), the side-by-side comparison with disagreement flags
+    (``staggered_dynamic.parquet``), the joint pre-trend test of every outcome
+    (``pretrend.json``), the side-by-side comparison with disagreement flags
     (``comparison.parquet``), ``headline.json`` (earnings 6/12/24 months after leaving) and
     ``refutation.json`` (DoWhy refuters, E-values and Rosenbaum bounds at those horizons,
     placebo in time) and ``subgroups.parquet`` (earnings effects by sex, age band,
@@ -32,7 +33,7 @@ import polars as pl
 
 from impact.atomic import write_json, write_parquet
 from impact.twins.features import HISTORY, PanelArrays
-from impact.twins.riskset import TwinSettings, TwinsResult, match_cohorts, pre_trajectories
+from impact.twins.riskset import TwinSettings, TwinsResult, match_cohorts
 from impact.twins.riskset import write as write_twins
 
 #: Event times (months after leaving) reported as headline horizons.
@@ -57,9 +58,8 @@ def run_twins(arrays: PanelArrays, settings: TwinSettings, out: Path) -> TwinsRe
     """Match every cohort and write the twins and their diagnostics to ``out``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        result = match_cohorts(arrays, settings)
+        result = match_cohorts(arrays, settings, pre=True)
     write_twins(result, out)
-    write_parquet(pre_trajectories(arrays, result), out / "pre_trajectories.parquet")
     return result
 
 
@@ -274,12 +274,57 @@ def placebo_in_time(traj: Any, *, outcome: str = "earnings_real", shift: int = 1
             "passed": bool(abs(z) <= 1.96) if np.isfinite(z) else None}
 
 
+def _pretrend_record(res: Any) -> dict[str, Any]:
+    """The joint pre-trend test of a start-clock event study as plain values."""
+    t = res.pretest
+    if t is None:
+        return {"computed": False, "event_times": []}
+    return {"computed": True, "statistic": float(t.statistic), "df": int(t.df),
+            "f_statistic": float(t.f_statistic), "df_denom": int(t.df_denom),
+            "pvalue": float(t.pvalue), "pvalue_chi2": float(t.pvalue_chi2),
+            "event_times": [int(e) for e in res.pretest_event_time]}
+
+
+def pretrend_failures(estimates: Path, outcomes: tuple[str, ...] | list[str],
+                      alpha: float) -> list[str]:
+    """Outcomes whose joint pre-trend test rejects parallel pre-trends.
+
+    Reads ``estimates/pretrend.json`` (written by :func:`run_estimates`). The test of each
+    listed outcome (start clock: every placebo month before the baseline window) rejects
+    when its Hotelling-F p-value is below ``alpha / len(outcomes)`` (Bonferroni over the
+    outcomes). An outcome whose test could not be computed is reported too. Returns one
+    line per failing outcome (empty: every test passed).
+    """
+    import json
+
+    path = estimates / "pretrend.json"
+    if not path.exists():
+        return [f"no pre-trend tests at {path}: materialise the estimates first"]
+    tests = json.loads(path.read_text(encoding="utf-8"))
+    level = alpha / max(1, len(outcomes))
+    out = []
+    for o in outcomes:
+        t = tests.get(o)
+        if t is None or not t.get("computed"):
+            out.append(f"{o}: no pre-trend test (too few treated persons or placebo months)")
+        elif t["pvalue"] < level:
+            e = t["event_times"]
+            out.append(f"{o}: joint pre-trend test over event times {min(e)}..{max(e)} "
+                       f"rejects (F = {t['f_statistic']:.2f}, p = {t['pvalue']:.2g} < "
+                       f"{level:.3g})")
+    return out
+
+
 def run_estimates(arrays: PanelArrays, pairs: pl.DataFrame, treatment: pl.DataFrame,
                   sources: Path, out: Path, *, reps: int = 999, seed: int = 0) -> EstimatesSummary:
     """Matched event studies, the staggered cross-check and their comparison, to ``out``."""
     from impact.estimate.matched_did import matched_event_study
     from impact.outcomes import build_trajectories, load_sector_rel_wage
 
+    if pairs.height == 0:
+        raise ValueError(
+            "no matched pairs: no treated person has a twin (see twins/summary.parquet and "
+            "twins/unmatched.parquet for the overlap losses per cohort); nothing to estimate")
     secs: dict[str, float] = {}
     t0 = time.perf_counter()
     traj = build_trajectories(arrays, pairs, treatment,
@@ -288,6 +333,7 @@ def run_estimates(arrays: PanelArrays, pairs: pl.DataFrame, treatment: pl.DataFr
     t0 = time.perf_counter()
     tables = []
     headline: dict[str, Any] = {}
+    pretrend: dict[str, Any] = {}
     end_earnings = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -297,6 +343,8 @@ def run_estimates(arrays: PanelArrays, pairs: pl.DataFrame, treatment: pl.DataFr
                 res = matched_event_study(traj, outcome, clock, reps=reps, seed=seed,
                                           arrays=arrays if naive else None)
                 tables.append(res.table())
+                if clock == "start":
+                    pretrend[outcome] = _pretrend_record(res)
                 if outcome == "earnings_real" and clock == "end":
                     headline = {str(h): res.at(h) for h in HORIZONS
                                 if h in set(res.event_time.tolist())}
@@ -304,6 +352,7 @@ def run_estimates(arrays: PanelArrays, pairs: pl.DataFrame, treatment: pl.DataFr
     event_study = pl.concat(tables, how="diagonal_relaxed")
     secs["matched_event_studies"] = time.perf_counter() - t0
     write_parquet(event_study, out / "event_study.parquet")
+    write_json(pretrend, out / "pretrend.json")
 
     t0 = time.perf_counter()
     stag = staggered_on_matched(arrays, pairs, seed=seed)

@@ -84,8 +84,11 @@ def run_indicators(cfg: EvaluationConfig) -> dict[str, Any]:
     ``income_curves.parquet``, ``career_step_km.parquet``, ``definitions.json``.
     """
     from impact.indicators import compute_indicators, read_pairs
+    from impact.panel.build import person_codes
+    from impact.twins.plan import align_pairs
 
-    pairs = read_pairs(cfg.data.twins)
+    # twins of cohorts matched on an earlier panel: their pids follow the codes
+    pairs = align_pairs(read_pairs(cfg.data.twins), person_codes(cfg.data.sources))
     treatment = pl.read_parquet(cfg.data.research / "treatment.parquet")
     res = compute_indicators(cfg.data.panel, pairs, treatment, cfg.data.sources,
                              cfg.indicators)
@@ -287,8 +290,10 @@ def run_publication(cfg: EvaluationConfig) -> ReleaseResult:
     Raises
     ------
     PublicationBlocked
-        The twins failed their balance gate (and ``publish.require_balance``), or the
-        disclosure audit could still recover a suppressed cell.
+        The twins failed their balance gate (and ``publish.require_balance``), the joint
+        pre-trend test rejected for a gating outcome (and
+        ``publish.require_parallel_trends``), or the disclosure audit could still recover a
+        suppressed cell.
     """
     from impact.disclosure import apply_disclosure_control
     from impact.publish import RunMeta, publish, run_id
@@ -299,6 +304,15 @@ def run_publication(cfg: EvaluationConfig) -> ReleaseResult:
             raise PublicationBlocked(
                 "the statistical twins failed their balance gate, so no indicator is "
                 "published (publish.require_balance): " + " | ".join(fails)[:2000])
+    if cfg.publish.require_parallel_trends:
+        from impact.evaluate import pretrend_failures
+
+        fails = pretrend_failures(cfg.data.estimates, cfg.publish.pretrend_outcomes,
+                                  cfg.publish.pretrend_alpha)
+        if fails:
+            raise PublicationBlocked(
+                "the pre-period trends of participants and twins differ, so no indicator "
+                "is published (publish.require_parallel_trends): " + " | ".join(fails))
     src = cfg.data.indicators
     table = pl.read_parquet(src / "indicators.parquet")
     definitions = json.loads((src / "definitions.json").read_text())

@@ -68,6 +68,13 @@ def scan(sources: Path, table: str) -> pl.LazyFrame:
     return pl.scan_parquet(folder / "**" / "*.parquet", hive_partitioning=False)
 
 
+def person_codes(sources: Path) -> pl.Series:
+    """The pseudonymous code of every ``pid`` of a panel built from ``sources`` (row ``i`` is
+    ``pid`` ``i``: the population register sorted by code, as :func:`build` numbers it)."""
+    return (scan(sources, "pmlp_persons").select("person_code").sort("person_code")
+            .collect().to_series())
+
+
 def data_period(sources: Path) -> tuple[date, date]:
     """First and last month of the employer reports."""
     b = scan(sources, "vid_monthly_reports").select(

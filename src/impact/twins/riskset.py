@@ -252,6 +252,8 @@ class TwinsResult:
     #: seconds per stage: treated_features, pooled_model, matching (features, score, match
     #: and balance of each cohort), balance (cohort groups, pooled, result tables)
     timings: dict[str, float] = field(default_factory=dict)
+    #: pooled pre-period trajectories (:func:`pool_pre_trajectories`) when computed
+    pre: pl.DataFrame = field(default_factory=pl.DataFrame)
 
     @property
     def passed(self) -> bool:
@@ -297,6 +299,11 @@ def _gate(table: pl.DataFrame, s: TwinSettings, unmatched_share: float) -> GateR
         max_unmatched_share=s.max_unmatched_share,
         unmatched_share=unmatched_share,
     )
+
+
+def _month_number(d: date) -> int:
+    """Months since year 0 (a seed offset that does not depend on the panel's first month)."""
+    return d.year * 12 + d.month - 1
 
 
 def cohort_months(arrays: PanelArrays) -> list[int]:
@@ -430,7 +437,7 @@ def match_cohort(
         weights="weight",
         grid=grid,
         ks_sample=s.ks_sample,
-        seed=s.seed + m,
+        seed=s.seed + _month_number(arrays.months[m]),
     )
     bal = balance_table_from_parts([parts], binary=s.smd_binary)
     gate = balance_gate(
@@ -452,22 +459,196 @@ def match_cohort(
     )
 
 
-def _pooled_balance(cohorts: list[CohortMatch], binary: BinarySMD = "std") -> pl.DataFrame:
-    """Balance over all cohorts stacked (each cohort's candidates with their weights).
+@dataclass
+class CohortOutput:
+    """Everything the combination stage needs from one matched cohort (picklable, small).
+
+    ``pairs`` and ``unmatched`` are the cohort's rows of :attr:`TwinsResult.pairs` and
+    :attr:`TwinsResult.unmatched`; ``summary`` its row of :attr:`TwinsResult.summary`
+    (before the cohort-group gate is filled in); ``balance`` its balance table; ``parts``
+    its mergeable balance inputs; ``pre`` its pre-period trajectories (see
+    :func:`cohort_pre_trajectories`; empty unless asked for).
+    """
+
+    cohort: date
+    n_treated: int
+    n_matched: int
+    n_unmatched: int
+    pairs: pl.DataFrame
+    unmatched: pl.DataFrame
+    summary: dict
+    balance: pl.DataFrame
+    parts: BalanceParts | None
+    pre: pl.DataFrame = field(default_factory=pl.DataFrame)
+
+
+PAIR_COLUMNS = (
+    "cohort",
+    "treated_code",
+    "twin_code",
+    "treated_pid",
+    "twin_pid",
+    "weight",
+    "distance",
+    "rank",
+    "stratum",
+)
+
+
+def cohort_output(
+    arrays: PanelArrays, c: CohortMatch, pool: Pool, *, pre: bool = False
+) -> CohortOutput:
+    """The :class:`CohortOutput` of a matched cohort (``pre``: with its pre-trajectories)."""
+    code = arrays.person_code
+    r = c.result
+    tid = r.pairs["treated_id"].to_numpy()
+    cid = r.pairs["control_id"].to_numpy()
+    pairs = (
+        r.pairs.with_columns(
+            pl.lit(c.cohort).alias("cohort"),
+            pl.Series("treated_code", code[tid].astype(str)),
+            pl.Series("twin_code", code[cid].astype(str)),
+        )
+        .rename({"treated_id": "treated_pid", "control_id": "twin_pid"})
+        .select(PAIR_COLUMNS)
+    )
+    unmatched = pl.DataFrame()
+    if r.unmatched.height:
+        keys = c.frame.select(
+            "pid",
+            *(
+                pl.col(k).cast(pl.String) if isinstance(c.frame.schema[k], pl.Enum) else k
+                for k in DEFAULT_EXACT
+            ),
+        )
+        um = r.unmatched.join(keys, left_on="treated_id", right_on="pid", how="left")
+        unmatched = um.with_columns(
+            pl.lit(c.cohort).alias("cohort"),
+            pl.Series("treated_code", code[um["treated_id"].to_numpy()].astype(str)),
+        )
+    sm = r.summary()
+    summary = {
+        "cohort": c.cohort,
+        "n_treated": sm["n_treated"],
+        "n_treated_ineligible": c.n_treated_ineligible,
+        "n_candidates": c.n_candidates,
+        "n_matched": sm["n_matched"],
+        "n_unmatched": sm["n_unmatched"],
+        **{f"unmatched_{k}": v for k, v in sm["unmatched_by_reason"].items()},
+        "unmatched_share": sm["unmatched_share"],
+        "n_twins": sm["n_controls_used"],
+        "n_pairs": sm["n_pairs"],
+        "twin_ess": sm["control_ess"],
+        "max_abs_smd_before": _max_abs(c.balance["smd_before"]),
+        "max_abs_smd_after": c.gate.max_abs_smd,
+        "gate_passed": c.gate.passed,
+        "gate_reasons": "; ".join(c.gate.reasons),
+        "seconds": round(c.seconds, 3),
+    }
+    return CohortOutput(
+        cohort=c.cohort,
+        n_treated=r.n_treated,
+        n_matched=r.n_matched,
+        n_unmatched=r.n_unmatched,
+        pairs=pairs,
+        unmatched=unmatched,
+        summary=summary,
+        balance=c.balance.with_columns(pl.lit(c.cohort).alias("cohort")),
+        parts=c.parts,
+        pre=cohort_pre_trajectories(arrays, c, pool) if pre else pl.DataFrame(),
+    )
+
+
+def pooled_balance(parts: list[BalanceParts | None], binary: BinarySMD = "std") -> pl.DataFrame:
+    """Balance over cohorts stacked, from their :class:`impact.balance.BalanceParts`.
 
     The same as :func:`impact.balance.balance_table` on the stacked frames of the cohorts
     (treated persons and all candidates of every cohort; a person who is a candidate in
-    several cohorts counts once per cohort), computed from each cohort's
-    :class:`impact.balance.BalanceParts` without stacking the candidates.
+    several cohorts counts once per cohort), without stacking the candidates. Cohorts
+    without treated persons or candidates are left out.
     """
-    parts = [
-        c.parts
-        for c in cohorts
-        if c.parts is not None and c.parts.treated.height and c.parts.candidates.n
-    ]
-    if not parts:
-        return pl.DataFrame()
-    return balance_table_from_parts(parts, binary=binary)
+    use = [p for p in parts if p is not None and p.treated.height and p.candidates.n]
+    return balance_table_from_parts(use, binary=binary) if use else pl.DataFrame()
+
+
+def combine_cohorts(
+    outputs: list[CohortOutput],
+    s: TwinSettings,
+    *,
+    model: PropensityModel | None = None,
+    cohorts: list[CohortMatch] | None = None,
+    timings: dict[str, float] | None = None,
+) -> TwinsResult:
+    """Stack the cohorts' outputs and apply the balance gate per cohort group and pooled.
+
+    The outputs may come from one process (:func:`match_cohorts`) or from cohorts matched
+    separately (:mod:`impact.twins.plan`): the result is the same as long as every cohort
+    used the same settings, propensity model and KS grid. Cohorts are taken in date order.
+    """
+    outputs = sorted(outputs, key=lambda o: o.cohort)
+    summary = [dict(o.summary) for o in outputs]
+    balance = [o.balance for o in outputs]
+    groups = cohort_groups([o.n_matched for o in outputs], s.gate_min_treated)
+    group_gate: dict[int, GateResult] = {}
+    for g in sorted(set(groups)):
+        members = [o for o, gi in zip(outputs, groups, strict=True) if gi == g]
+        bal = pooled_balance([o.parts for o in members], s.smd_binary)
+        n_t = sum(o.n_treated for o in members)
+        lost = sum(o.n_unmatched for o in members)
+        group_gate[g] = _gate(bal, s, lost / n_t if n_t else 0.0)
+        balance.append(
+            bal.with_columns(pl.lit(None, pl.Date).alias("cohort"),
+                             pl.lit(g, pl.Int64).alias("cohort_group"))
+        )
+    for row, g in zip(summary, groups, strict=True):
+        row["cohort_group"] = g
+        row["gate_passed"] = group_gate[g].passed
+        row["gate_reasons"] = "; ".join(group_gate[g].reasons)
+    pooled = pooled_balance([o.parts for o in outputs], s.smd_binary)
+    pooled_gate = None
+    if pooled.height:
+        balance.append(
+            pooled.with_columns(
+                pl.lit(None, pl.Date).alias("cohort"), pl.lit(None, pl.Int64).alias("cohort_group")
+            )
+        )
+        n_t = sum(o.n_treated for o in outputs)
+        pooled_gate = _gate(pooled, s, sum(o.n_unmatched for o in outputs) / n_t)
+    pairs = [o.pairs for o in outputs]
+    unmatched = [o.unmatched for o in outputs if o.unmatched.height]
+    pre = [o.pre for o in outputs if o.pre.height]
+    return TwinsResult(
+        pairs=pl.concat(pairs) if pairs else pl.DataFrame(),
+        summary=pl.DataFrame(summary),
+        unmatched=pl.concat(unmatched, how="diagonal") if unmatched else pl.DataFrame(),
+        balance=pl.concat(balance, how="diagonal") if balance else pl.DataFrame(),
+        cohorts=cohorts or [],
+        settings=s,
+        model=model,
+        pooled_gate=pooled_gate,
+        timings=timings or {},
+        pre=pool_pre_trajectories(pre) if pre else pl.DataFrame(),
+    )
+
+
+def prepare_cohorts(
+    arrays: PanelArrays, s: TwinSettings, months: list[int]
+) -> tuple[dict[int, pl.DataFrame], dict[str, np.ndarray]]:
+    """The treated persons' features of every cohort and the KS grid shared by all cohorts
+    (every numeric balance covariate's distinct treated values over all cohorts)."""
+    treated = {m: features_at(arrays, m, risk_set(arrays, m, s.pool)[0]) for m in months}
+    numeric = [c for c in s.covariates if c in NUMERIC_FEATURES]
+    grid = ks_grid(pl.concat(treated.values()), numeric) if months else {}
+    return treated, grid
+
+
+def fit_pooled_model(
+    arrays: PanelArrays, s: TwinSettings, months: list[int], treated: dict[int, pl.DataFrame]
+) -> PropensityModel | None:
+    """The pooled propensity model, or None when the settings do not use one."""
+    if s.distance == "glm" and s.ps_scope == "pooled":
+        return _pooled_model(arrays, months, s, treated)
+    return None
 
 
 def match_cohorts(
@@ -476,6 +657,7 @@ def match_cohorts(
     cohorts: list[date] | None = None,
     *,
     progress: Callable[[str], None] | None = None,
+    pre: bool = False,
 ) -> TwinsResult:
     """Twins for every cohort month (or the given ``cohorts``).
 
@@ -491,6 +673,8 @@ def match_cohorts(
         Called with the name of each stage when it ends (``"treated_features"``,
         ``"pooled_model"``, ``"matching"``, ``"balance"``), e.g. to measure memory per stage;
         the seconds per stage are in :attr:`TwinsResult.timings`.
+    pre
+        Also compute the pre-period trajectories (:attr:`TwinsResult.pre`).
     """
     s = s or TwinSettings()
     months = cohort_months(arrays) if cohorts is None else [arrays.month_index(c) for c in cohorts]
@@ -504,170 +688,73 @@ def match_cohorts(
             progress(stage)
         t0 = time.perf_counter()
 
-    treated = {m: features_at(arrays, m, risk_set(arrays, m, s.pool)[0]) for m in months}
-    numeric = [c for c in s.covariates if c in NUMERIC_FEATURES]
-    grid = ks_grid(pl.concat(treated.values()), numeric) if months else {}
+    treated, grid = prepare_cohorts(arrays, s, months)
     lap("treated_features")
-    model = None
-    if s.distance == "glm" and s.ps_scope == "pooled":
-        model = _pooled_model(arrays, months, s, treated)
+    model = fit_pooled_model(arrays, s, months, treated)
+    if model is not None:
         lap("pooled_model")
     done = [match_cohort(arrays, m, s, model, treated=treated[m], grid=grid) for m in months]
+    outputs = [cohort_output(arrays, c, s.pool, pre=pre) for c in done]
     lap("matching")
-    code = arrays.person_code
-    pairs, unmatched, summary, balance = [], [], [], []
-    for c in done:
-        r = c.result
-        tid = r.pairs["treated_id"].to_numpy()
-        cid = r.pairs["control_id"].to_numpy()
-        pairs.append(
-            r.pairs.with_columns(
-                pl.lit(c.cohort).alias("cohort"),
-                pl.Series("treated_code", code[tid].astype(str)),
-                pl.Series("twin_code", code[cid].astype(str)),
-            ).rename({"treated_id": "treated_pid", "control_id": "twin_pid"})
-        )
-        if r.unmatched.height:
-            keys = c.frame.select(
-                "pid",
-                *(
-                    pl.col(k).cast(pl.String) if isinstance(c.frame.schema[k], pl.Enum) else k
-                    for k in DEFAULT_EXACT
-                ),
-            )
-            um = r.unmatched.join(keys, left_on="treated_id", right_on="pid", how="left")
-            unmatched.append(
-                um.with_columns(
-                    pl.lit(c.cohort).alias("cohort"),
-                    pl.Series("treated_code", code[um["treated_id"].to_numpy()].astype(str)),
-                )
-            )
-        sm = r.summary()
-        summary.append(
-            {
-                "cohort": c.cohort,
-                "n_treated": sm["n_treated"],
-                "n_treated_ineligible": c.n_treated_ineligible,
-                "n_candidates": c.n_candidates,
-                "n_matched": sm["n_matched"],
-                "n_unmatched": sm["n_unmatched"],
-                **{f"unmatched_{k}": v for k, v in sm["unmatched_by_reason"].items()},
-                "unmatched_share": sm["unmatched_share"],
-                "n_twins": sm["n_controls_used"],
-                "n_pairs": sm["n_pairs"],
-                "twin_ess": sm["control_ess"],
-                "max_abs_smd_before": _max_abs(c.balance["smd_before"]),
-                "max_abs_smd_after": c.gate.max_abs_smd,
-                "gate_passed": c.gate.passed,
-                "gate_reasons": "; ".join(c.gate.reasons),
-                "seconds": round(c.seconds, 3),
-            }
-        )
-        balance.append(c.balance.with_columns(pl.lit(c.cohort).alias("cohort")))
-    groups = cohort_groups([c.result.n_matched for c in done], s.gate_min_treated)
-    group_gate: dict[int, GateResult] = {}
-    for g in sorted(set(groups)):
-        members = [c for c, gi in zip(done, groups, strict=True) if gi == g]
-        bal = _pooled_balance(members, s.smd_binary)
-        n_t = sum(c.result.n_treated for c in members)
-        lost = sum(c.result.n_unmatched for c in members)
-        group_gate[g] = _gate(bal, s, lost / n_t if n_t else 0.0)
-        balance.append(
-            bal.with_columns(pl.lit(None, pl.Date).alias("cohort"),
-                             pl.lit(g, pl.Int64).alias("cohort_group"))
-        )
-    for row, g in zip(summary, groups, strict=True):
-        row["cohort_group"] = g
-        row["gate_passed"] = group_gate[g].passed
-        row["gate_reasons"] = "; ".join(group_gate[g].reasons)
-    pooled = _pooled_balance(done, s.smd_binary)
-    if pooled.height:
-        balance.append(
-            pooled.with_columns(
-                pl.lit(None, pl.Date).alias("cohort"), pl.lit(None, pl.Int64).alias("cohort_group")
-            )
-        )
-        n_t = sum(c.result.n_treated for c in done)
-        pooled_gate = _gate(pooled, s, sum(c.result.n_unmatched for c in done) / n_t)
-    else:
-        pooled_gate = None
-    pair_cols = [
-        "cohort",
-        "treated_code",
-        "twin_code",
-        "treated_pid",
-        "twin_pid",
-        "weight",
-        "distance",
-        "rank",
-        "stratum",
-    ]
-    result = TwinsResult(
-        pairs=pl.concat(pairs).select(pair_cols) if pairs else pl.DataFrame(),
-        summary=pl.DataFrame(summary),
-        unmatched=pl.concat(unmatched, how="diagonal") if unmatched else pl.DataFrame(),
-        balance=pl.concat(balance, how="diagonal"),
-        cohorts=done,
-        settings=s,
-        model=model,
-        pooled_gate=pooled_gate,
-        timings=stages,
-    )
+    result = combine_cohorts(outputs, s, model=model, cohorts=done, timings=stages)
     lap("balance")
     return result
 
 
-def pre_trajectories(
+PRE_SERIES = ("earnings_real", "employed", "days_worked")
+
+
+def cohort_pre_trajectories(
     arrays: PanelArrays,
-    result: TwinsResult,
-    series: tuple[str, ...] = ("earnings_real", "employed", "days_worked"),
+    c: CohortMatch,
+    pool: Pool,
+    series: tuple[str, ...] = PRE_SERIES,
     window: int = 36,
 ) -> pl.DataFrame:
-    """Mean pre-period paths of treated, matched twins and all candidates (naive).
+    """Mean pre-period paths of one cohort: treated, matched twins and all candidates.
 
-    For every cohort and event time ``e = -window..-1`` (month ``m + e``): the mean of each
-    series over the matched treated, the matching-weighted mean over their twins, and the
-    plain mean over all candidates of the cohort (what a naive comparison would use).
-    Cohorts are pooled with weights equal to their number of matched treated.
-
-    Returns
-    -------
-    polars.DataFrame
-        ``event_time``, ``series``, ``treated``, ``twins``, ``candidates`` (long format).
+    For event time ``e = -window..-1`` (month ``m + e``): the mean of each series over the
+    matched treated, the matching-weighted mean over their twins, and the plain mean over all
+    candidates of the cohort (what a naive comparison would use); ``n`` matched treated.
     """
-    rows = []
-    for c in result.cohorts:
-        m = arrays.month_index(c.cohort)
-        f = c.frame
-        w = f["weight"].to_numpy()
-        d = f["treated"].to_numpy()
-        pid = f["pid"].to_numpy()
-        matched_t = d & (w > 0)
-        n_t = int(matched_t.sum())
-        if n_t == 0:
-            continue
-        twins = ~d & (w > 0)
-        cand = risk_set(arrays, m, result.settings.pool)[1]  # all candidates of the cohort
-        for name in series:
-            x = arrays.series[name][pid, m - window : m].astype(np.float64)
-            xc = arrays.series[name][cand, m - window : m].astype(np.float64)
-            rows.append(
-                pl.DataFrame(
-                    {
-                        "event_time": np.arange(-window, 0, dtype=np.int16),
-                        "series": name,
-                        "treated": x[matched_t].mean(axis=0),
-                        "twins": (x[twins] * w[twins, None]).sum(axis=0) / w[twins].sum(),
-                        "candidates": xc.mean(axis=0),
-                        "n": n_t,
-                    }
-                )
-            )
-    if not rows:
+    m = arrays.month_index(c.cohort)
+    f = c.frame
+    w = f["weight"].to_numpy()
+    d = f["treated"].to_numpy()
+    pid = f["pid"].to_numpy()
+    matched_t = d & (w > 0)
+    n_t = int(matched_t.sum())
+    if n_t == 0:
         return pl.DataFrame()
-    df = pl.concat(rows)
+    twins = ~d & (w > 0)
+    cand = risk_set(arrays, m, pool)[1]  # all candidates of the cohort
+    rows = []
+    for name in series:
+        x = arrays.series[name][pid, m - window : m].astype(np.float64)
+        xc = arrays.series[name][cand, m - window : m].astype(np.float64)
+        rows.append(
+            pl.DataFrame(
+                {
+                    "event_time": np.arange(-window, 0, dtype=np.int16),
+                    "series": name,
+                    "treated": x[matched_t].mean(axis=0),
+                    "twins": (x[twins] * w[twins, None]).sum(axis=0) / w[twins].sum(),
+                    "candidates": xc.mean(axis=0),
+                    "n": n_t,
+                }
+            )
+        )
+    return pl.concat(rows)
+
+
+def pool_pre_trajectories(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """Cohorts' pre-period paths pooled with weights equal to their matched treated."""
+    frames = [f for f in frames if f.height]
+    if not frames:
+        return pl.DataFrame()
     return (
-        df.group_by("series", "event_time")
+        pl.concat(frames)
+        .group_by("series", "event_time")
         .agg(
             *[
                 ((pl.col(k) * pl.col("n")).sum() / pl.col("n").sum()).alias(k)
@@ -678,30 +765,78 @@ def pre_trajectories(
     )
 
 
-def write(result: TwinsResult, out: Path) -> dict[str, int]:
+def pre_trajectories(
+    arrays: PanelArrays,
+    result: TwinsResult,
+    series: tuple[str, ...] = PRE_SERIES,
+    window: int = 36,
+) -> pl.DataFrame:
+    """Mean pre-period paths of treated, matched twins and all candidates (naive).
+
+    :func:`cohort_pre_trajectories` of every cohort of ``result``, pooled with weights
+    equal to their number of matched treated (:func:`pool_pre_trajectories`).
+
+    Returns
+    -------
+    polars.DataFrame
+        ``event_time``, ``series``, ``treated``, ``twins``, ``candidates`` (long format).
+    """
+    return pool_pre_trajectories([
+        cohort_pre_trajectories(arrays, c, result.settings.pool, series, window)
+        for c in result.cohorts
+    ])
+
+
+def cohort_key(cohort: date) -> str:
+    """``YYYY-MM``: the folder and partition name of a cohort month."""
+    return cohort.strftime("%Y-%m")
+
+
+def write_pairs(pairs: pl.DataFrame, cohort: date, out: Path) -> Path:
+    """Write one cohort's pairs to ``out/pairs/cohort=YYYY-MM/part-0.parquet`` atomically."""
+    from impact.atomic import write_parquet
+
+    path = out / "pairs" / f"cohort={cohort_key(cohort)}" / "part-0.parquet"
+    write_parquet(pairs, path)
+    return path
+
+
+def write(result: TwinsResult, out: Path, *, pairs: bool = True,
+          meta: dict | None = None) -> dict[str, int]:
     """Write the twins of every cohort and their diagnostics under ``out``.
 
     Layout: ``pairs/cohort=YYYY-MM/part-0.parquet``, ``summary.parquet``,
-    ``balance.parquet``, ``unmatched.parquet``, ``settings.json``. Files are replaced
-    atomically.
+    ``balance.parquet``, ``unmatched.parquet``, ``pre_trajectories.parquet`` (when
+    computed), ``settings.json``. Files are replaced atomically. ``pairs=False`` leaves the
+    pairs to the cohort steps that wrote them (:mod:`impact.twins.plan`). Either way the
+    pairs folders of cohorts not in ``result`` (left by an earlier run with other cohorts)
+    are removed, so readers of ``pairs/**`` see exactly these cohorts. ``meta`` is added
+    to ``settings.json``.
     """
     import dataclasses
+    import shutil
 
     from impact.atomic import write_json, write_parquet
 
-    for c in result.cohorts:
-        key = c.cohort.strftime("%Y-%m")
-        write_parquet(
-            result.pairs.filter(pl.col("cohort") == c.cohort),
-            out / "pairs" / f"cohort={key}" / "part-0.parquet",
-        )
+    cohorts = result.summary["cohort"].to_list() if result.summary.height else []
+    if pairs:
+        for c in cohorts:
+            write_pairs(result.pairs.filter(pl.col("cohort") == c), c, out)
+    keep = {f"cohort={cohort_key(c)}" for c in cohorts}
+    if (out / "pairs").is_dir():
+        for d in (out / "pairs").iterdir():
+            if d.is_dir() and d.name not in keep:
+                shutil.rmtree(d)
     write_parquet(result.summary, out / "summary.parquet")
     write_parquet(result.balance, out / "balance.parquet")
     write_parquet(result.unmatched, out / "unmatched.parquet")
-    meta = {
+    if result.pre.height:
+        write_parquet(result.pre, out / "pre_trajectories.parquet")
+    doc = {
         "settings": dataclasses.asdict(result.settings),
         "pooled_gate_passed": bool(result.pooled_gate) if result.pooled_gate else None,
         "failures": result.failures(),
+        **(meta or {}),
     }
-    write_json(meta, out / "settings.json")
-    return {"pairs": result.pairs.height, "cohorts": len(result.cohorts)}
+    write_json(doc, out / "settings.json")
+    return {"pairs": result.pairs.height, "cohorts": len(cohorts)}
