@@ -83,6 +83,7 @@ twins_plan_job = dg.define_asset_job(
 twins_cohort_job = dg.define_asset_job(
     name="twins_cohort_job",
     selection=dg.AssetSelection.assets(TWINS_COHORT_KEY),
+    tags={"impact/stage": "twins_cohort"},  # a concurrency limit of dagster.yaml
     description="Twins of a cohort month or a range of them (one run per range; ranges "
     "run in parallel). Launched by the cohort sensor or by a backfill in the UI.",
 )

@@ -99,6 +99,10 @@ def test_instance_config_is_valid(dagster_home):
         assert type(instance.run_launcher).__name__ == "DefaultRunLauncher"
         assert not instance.telemetry_enabled
         assert instance.run_monitoring_enabled
+        queue = instance.get_concurrency_config().run_queue_config
+        assert queue.max_concurrent_runs == 2
+        assert {"key": "impact/stage", "value": "twins_cohort", "limit": 2} in \
+            queue.tag_concurrency_limits
     # SQLite storage under $DAGSTER_HOME (storage: sqlite: base_dir: env: DAGSTER_HOME)
     assert (dagster_home / "history" / "runs.db").exists()
 
