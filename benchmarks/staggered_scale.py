@@ -7,7 +7,9 @@ time and peak memory per configuration to ``benchmarks/results/staggered_scale.j
 record per configuration, replaced on re-run). Three inference modes: ``analytic`` (influence-
 function standard errors throughout), ``boot_dynamic`` (analytic ATT(g,t), multiplier bootstrap
 and uniform band for the event study) and ``boot_all`` (R's default: bootstrap and uniform
-bands for every cell too, a reps x units x cells product). Peak RSS is this process's maximum
+bands for every cell too: with covariates a reps x units x cells product; without, the
+influence functions are held factored and the product is reps x units x (periods + 1), then
+small per-cohort products). Peak RSS is this process's maximum
 resident set size (``getrusage``), so it includes the simulated data; the 1-minute load average
 is recorded because the machine may be shared.
 

@@ -10,14 +10,23 @@ carries, besides :math:`\\sum_k (p_k/\\sum p) \\psi_k`, the term of R's ``wif``:
 
 (the :math:`p_k` terms cancel), computed here in closed form, O(n) per aggregate, instead of
 R's ``n x k`` matrix.
+
+Every aggregate is a linear combination of the cells plus such a term, ``w_i`` times a
+constant per cohort: the influence functions are obtained by
+``inf.combine(weights, q)`` (``weights``: elements x cells, ``q``: elements x cohort blocks),
+so the same code serves the dense influence matrix and its factored form
+(:mod:`impact.estimate._attgt`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from impact.estimate._attgt import Influence
 
 AggregationKind = Literal["simple", "dynamic", "group", "calendar"]
 
@@ -27,42 +36,26 @@ class RawAggregate:
     kind: str
     labels: np.ndarray  # (E,) event times / cohorts / periods; empty for "simple"
     att: np.ndarray  # (E,)
-    inf: np.ndarray  # (n, E)
+    inf: Influence  # (E, n) influence functions of the elements
     overall_att: float
-    overall_inf: np.ndarray  # (n,)
+    overall_inf: Influence  # (1, n)
     n_cells: np.ndarray  # (E,) number of ATT(g,t) averaged per element
 
 
-def _wif_att(
-    labels: np.ndarray, pg: np.ndarray, att: np.ndarray, g_unit: np.ndarray, w: np.ndarray
+def _wif_q(
+    labels: np.ndarray, pg: np.ndarray, att: np.ndarray, block_g: np.ndarray
 ) -> np.ndarray:
-    """``wif(keepers) %*% att[keepers]`` of R ``did`` in closed form, shape (n,)."""
+    """``wif(keepers) %*% att[keepers]`` of R ``did`` in closed form: unit ``i`` of cohort
+    block ``h`` gets ``w_i * q[h]``; returns ``q`` (H,)."""
     total = pg.sum()
     theta = float(pg @ att) / total
     uniq, inv = np.unique(labels, return_inverse=True)
     c = np.bincount(inv, weights=att - theta, minlength=uniq.size)
-    pos = np.clip(np.searchsorted(uniq, g_unit), 0, uniq.size - 1)
-    hit = uniq[pos] == g_unit
-    out = np.zeros(g_unit.size)
-    out[hit] = w[hit] * c[pos[hit]] / total
-    return out
-
-
-def _weighted(
-    rows: np.ndarray,
-    att: np.ndarray,
-    inf: np.ndarray,
-    pg_cell: np.ndarray,
-    group: np.ndarray,
-    g_unit: np.ndarray,
-    w: np.ndarray,
-) -> tuple[float, np.ndarray]:
-    """Share-weighted average of the cells ``rows`` and its influence function (with wif)."""
-    p = pg_cell[rows]
-    weights = p / p.sum()
-    est = float(weights @ att[rows])
-    psi = weights @ inf[rows] + _wif_att(group[rows], p, att[rows], g_unit, w)
-    return est, psi
+    pos = np.clip(np.searchsorted(block_g, uniq), 0, block_g.size - 1)
+    hit = block_g[pos] == uniq
+    q = np.zeros(block_g.size)
+    q[pos[hit]] = c[hit] / total
+    return q
 
 
 def aggregate(
@@ -71,7 +64,7 @@ def aggregate(
     group: np.ndarray,
     time: np.ndarray,
     att: np.ndarray,
-    inf: np.ndarray,
+    inf: Influence,
     g_unit: np.ndarray,
     w: np.ndarray,
     periods: np.ndarray,
@@ -80,7 +73,10 @@ def aggregate(
     balance_e: int | None = None,
     na_rm: bool = False,
 ) -> RawAggregate:
-    """Aggregate cells (``inf`` is cells x units) as R ``aggte(type=kind)``."""
+    """Aggregate cells (``inf``: their influence functions, one row per cell) as R
+    ``aggte(type=kind)``."""
+    n_all = att.size
+    cells = np.arange(n_all)
     nan = np.isnan(att)
     if nan.any():
         if not na_rm:
@@ -88,27 +84,48 @@ def aggregate(
                 f"{int(nan.sum())} ATT(g,t) are missing (cells that could not be estimated); "
                 "pass na_rm=True to aggregate the others"
             )
-        keep = ~nan
-        group, time, att, inf = group[keep], time[keep], att[keep], inf[keep]
+        cells = cells[~nan]
+    group, time, att = group[cells], time[cells], att[cells]
     post = group <= time
     if kind == "group":
         # cohorts without any post-treatment cell drop out (R, na.rm branch)
         with_post = np.unique(group[post])
         keep = np.isin(group, with_post)
-        group, time, att, inf, post = group[keep], time[keep], att[keep], inf[keep], post[keep]
+        cells, group, time, att, post = cells[keep], group[keep], time[keep], att[keep], post[keep]
     if not post.any():
         raise ValueError("no post-treatment ATT(g,t) to aggregate")
 
     glist = np.unique(group)
     pg_of = {g: float(np.mean(w * (g_unit == g))) for g in glist}
     pg_cell = np.array([pg_of[g] for g in group])
-    n = g_unit.size
+    block_g = inf.blocks.block_g
+
+    def weighted(rows: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """Share-weighted average of the cells ``rows``: estimate, cell weights, wif term."""
+        p = pg_cell[rows]
+        weights = p / p.sum()
+        est = float(weights @ att[rows])
+        wrow = np.zeros(n_all)
+        wrow[cells[rows]] = weights
+        return est, wrow, _wif_q(group[rows], p, att[rows], block_g)
+
+    def elements(parts: list[tuple[float, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, Influence]:
+        """Estimates of the elements and their influence functions, one row each."""
+        att_e = np.array([p[0] for p in parts])
+        wmat = np.array([p[1] for p in parts]).reshape(len(parts), n_all)
+        qmat = np.array([p[2] for p in parts]).reshape(len(parts), block_g.size)
+        return att_e, inf.combine(wmat, qmat)
 
     if kind == "simple":
-        rows = np.flatnonzero(post)
-        est, psi = _weighted(rows, att, inf, pg_cell, group, g_unit, w)
+        est, wrow, q = weighted(np.flatnonzero(post))
         return RawAggregate(
-            kind, np.empty(0), np.empty(0), np.empty((n, 0)), est, psi, np.empty(0, np.int64)
+            kind,
+            np.empty(0),
+            np.empty(0),
+            inf.combine(np.zeros((0, n_all))),
+            est,
+            inf.combine(wrow[None, :], q[None, :]),
+            np.empty(0, np.int64),
         )
 
     if kind == "group":
@@ -116,14 +133,17 @@ def aggregate(
         rows_by = [np.flatnonzero((group == g) & post) for g in labels]
         att_e = np.array([att[r].mean() for r in rows_by])
         # equal weights within a cohort (its shares are equal): no wif term
-        inf_e = np.column_stack([inf[r].mean(axis=0) for r in rows_by])
+        wmat = np.zeros((labels.size, n_all))
+        for e, r in enumerate(rows_by):
+            wmat[e, cells[r]] = 1.0 / r.size
+        inf_e = inf.combine(wmat)
         pgg = np.array([pg_of[g] for g in labels])
         weights = pgg / pgg.sum()
         overall = float(weights @ att_e)
         # weight-estimation term over the cohorts, as csdid 0.4.3. R did's compute.aggte
         # (seen up to v2.x) passes `group = group`, i.e. the first nG entries of the *cell*
         # cohort vector, to wif() here -- an indexing slip; on mpdta it moves this SE by 0.2%.
-        overall_inf = inf_e @ weights + _wif_att(labels, pgg, att_e, g_unit, w)
+        overall_inf = inf_e.combine(weights[None, :], _wif_q(labels, pgg, att_e, block_g)[None])
         counts = np.array([r.size for r in rows_by])
         return RawAggregate(kind, labels, att_e, inf_e, overall, overall_inf, counts)
 
@@ -139,39 +159,36 @@ def aggregate(
         eseq = eseq[(eseq >= min_e) & (eseq <= max_e)]
         if eseq.size == 0:
             raise ValueError("no event time left after min_e / max_e / balance_e")
-        att_list, inf_list, counts = [], [], []
+        parts, counts = [], []
         for e in eseq:
             rows = np.flatnonzero((e_cell == e) & include)
-            est, psi = _weighted(rows, att, inf, pg_cell, group, g_unit, w)
-            att_list.append(est)
-            inf_list.append(psi)
+            parts.append(weighted(rows))
             counts.append(rows.size)
-        att_e, inf_e = np.array(att_list), np.column_stack(inf_list)
+        att_e, inf_e = elements(parts)
         epos = eseq >= 0
         if epos.any():
             overall = float(att_e[epos].mean())
-            overall_inf = inf_e[:, epos].mean(axis=1)
+            overall_inf = inf_e.combine((epos / epos.sum())[None, :])
         else:
-            overall, overall_inf = float("nan"), np.full(n, np.nan)
+            overall = float("nan")
+            overall_inf = inf_e.combine(np.full((1, eseq.size), np.nan))
         return RawAggregate(
             kind, eseq.astype(np.int64), att_e, inf_e, overall, overall_inf, np.array(counts)
         )
 
     if kind == "calendar":
         times = np.unique(time[time >= group.min()])
-        labels_list, att_list, inf_list, counts = [], [], [], []
+        labels_list, parts, counts = [], [], []
         for t1 in times:
             rows = np.flatnonzero((time == t1) & post)
             if rows.size == 0:
                 continue
-            est, psi = _weighted(rows, att, inf, pg_cell, group, g_unit, w)
             labels_list.append(t1)
-            att_list.append(est)
-            inf_list.append(psi)
+            parts.append(weighted(rows))
             counts.append(rows.size)
-        att_e, inf_e = np.array(att_list), np.column_stack(inf_list)
+        att_e, inf_e = elements(parts)
         overall = float(att_e.mean())
-        overall_inf = inf_e.mean(axis=1)
+        overall_inf = inf_e.combine(np.full((1, att_e.size), 1.0 / att_e.size))
         return RawAggregate(
             kind,
             np.array(labels_list, dtype=np.int64),

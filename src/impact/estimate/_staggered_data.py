@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -29,8 +30,8 @@ class PanelArrays:
         Unit ids, in the unit order of all arrays (by cohort, then id).
     periods : ndarray (T,) int64
         Time periods, ascending.
-    y : ndarray (T, n)
-        Outcome, one row per period (contiguous per period for fast cell extraction).
+    y_units : ndarray (n, T)
+        Outcome, one row per unit (C-contiguous). :attr:`y` is its (T, n) transpose.
     x : ndarray (T, n, k) or None
         Covariates without the intercept, per period; None when there are none.
     g : ndarray (n,) float64
@@ -48,7 +49,7 @@ class PanelArrays:
 
     ids: np.ndarray
     periods: np.ndarray
-    y: np.ndarray
+    y_units: np.ndarray
     x: np.ndarray | None
     g: np.ndarray
     w: np.ndarray
@@ -59,6 +60,11 @@ class PanelArrays:
     @property
     def n(self) -> int:
         return int(self.g.size)
+
+    @cached_property
+    def y(self) -> np.ndarray:
+        """Outcome (T, n), one contiguous row per period (for per-cell extraction)."""
+        return np.ascontiguousarray(self.y_units.T)
 
 
 def _to_polars(data: Any, columns: Sequence[str]) -> pl.DataFrame:
@@ -98,12 +104,22 @@ def _integral(values: np.ndarray, name: str) -> np.ndarray:
 
 
 def _constant_within_unit(
-    values: np.ndarray, flat: np.ndarray, n: int, n_t: int, name: str, ids: np.ndarray
+    values: np.ndarray,
+    flat: np.ndarray | None,
+    n: int,
+    n_t: int,
+    name: str,
+    ids: np.ndarray,
 ) -> np.ndarray:
-    """Scatter to (n, T) and check the value is the same in every period; return (n,)."""
-    wide = np.empty(n * n_t, dtype=values.dtype)
-    wide[flat] = values
-    wide = wide.reshape(n, n_t)
+    """Scatter to (n, T) and check the value is the same in every period; return (n,).
+
+    ``flat=None``: the rows are already in (unit, period) order, a reshape suffices."""
+    if flat is None:
+        wide = values.reshape(n, n_t)
+    else:
+        wide = np.empty(n * n_t, dtype=values.dtype)
+        wide[flat] = values
+        wide = wide.reshape(n, n_t)
     first = wide[:, 0]
     same = wide == first[:, None]
     if values.dtype.kind == "f":
@@ -114,7 +130,55 @@ def _constant_within_unit(
             f"column {name!r} must be constant within unit; it varies for id(s) "
             f"{_name_some(ids[bad])}"
         )
-    return first
+    return first.copy()
+
+
+def _ordered_layout(
+    ids: pl.Series, t_vals: np.ndarray, periods_raw: np.ndarray
+) -> np.ndarray | None:
+    """The sorted distinct ids if the rows are sorted by (id, period) with every unit observed
+    once in every period (the usual layout of a balanced long panel), else None.
+
+    Checked in a few vectorised passes; the pivot is then a reshape."""
+    n_t = periods_raw.size
+    n_rows = t_vals.size
+    if not ids.dtype.is_numeric() or n_rows % n_t:
+        return None
+    n = n_rows // n_t
+    if not bool((t_vals.reshape(n, n_t) == periods_raw).all()):
+        return None
+    wide = ids.to_numpy().reshape(n, n_t)
+    first = wide[:, 0]
+    if not (bool(np.all(first[1:] > first[:-1])) and bool((wide == first[:, None]).all())):
+        return None
+    return first.copy()
+
+
+def _period_codes(t_vals: np.ndarray, periods_raw: np.ndarray) -> np.ndarray:
+    """Position of each row's period among the sorted distinct periods."""
+    if t_vals.dtype.kind in "iu" and periods_raw.size:
+        lo, hi = int(periods_raw[0]), int(periods_raw[-1])
+        if hi - lo < 4 * t_vals.size + 1024:  # a lookup table over the range of periods
+            lut = np.zeros(hi - lo + 1, dtype=np.int64)
+            lut[periods_raw.astype(np.int64) - lo] = np.arange(periods_raw.size)
+            return lut[t_vals.astype(np.int64) - lo]
+    return np.searchsorted(periods_raw, t_vals)
+
+
+def _unit_codes(ids: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Dense codes of the unit ids (codes follow the sorted ids) and the sorted distinct ids.
+
+    Ids already in non-decreasing order are coded by one pass (a cumulative count of id
+    changes); otherwise by polars' dense rank (a sort)."""
+    if ids.dtype.is_numeric() and ids.len() > 1:
+        vals = ids.to_numpy()
+        if bool(np.all(vals[1:] >= vals[:-1])):  # False on NaN: the general branch
+            new = np.empty(vals.size, dtype=bool)
+            new[0] = True
+            np.not_equal(vals[1:], vals[:-1], out=new[1:])
+            return np.cumsum(new, dtype=np.int64) - 1, vals[new]
+    codes = (ids.rank("dense").cast(pl.Int64) - 1).to_numpy()
+    return codes, ids.unique().sort().to_numpy()
 
 
 def prepare_panel(
@@ -145,59 +209,68 @@ def prepare_panel(
         if df[col].null_count():
             raise ValueError(f"column {col!r} has {df[col].null_count()} missing values")
 
-    codes = df.select(
-        (pl.col(id).rank("dense").cast(pl.Int64) - 1).alias("_i"),
-        (pl.col(t).rank("dense").cast(pl.Int64) - 1).alias("_t"),
-    )
-    i_code = codes["_i"].to_numpy()
-    t_code = codes["_t"].to_numpy()
-    n = int(i_code.max()) + 1
-    n_t = int(t_code.max()) + 1
-    # dense rank order = sorted order of the distinct values
-    ids = df[id].unique().sort().to_numpy()
-    periods = _integral(df[t].unique().sort().to_numpy(), t)
+    # dense codes of the periods: position among the sorted distinct periods (few of them)
+    periods_raw = df[t].unique().sort().to_numpy()
+    periods = _integral(periods_raw, t)
+    n_t = int(periods.size)
+    t_vals = df[t].to_numpy()
+    ordered = _ordered_layout(df[id], t_vals, periods_raw)
+    flat: np.ndarray | None
+    if ordered is not None:
+        # rows sorted by id then period, every unit in every period once: no codes needed
+        ids = ordered
+        n = int(ids.size)
+        flat = None
+        i_code = None  # row r is unit r // n_t
+    else:
+        i_code, ids = _unit_codes(df[id])
+        t_code = _period_codes(t_vals, periods_raw)
+        n = int(ids.size)
+        flat = i_code * n_t + t_code
+        # duplicates and balance, in one bincount over the (unit, period) grid
+        counts = np.bincount(flat, minlength=n * n_t).reshape(n, n_t)
+        if (counts > 1).any():
+            dup_units = np.flatnonzero((counts > 1).any(axis=1))
+            raise ValueError(
+                f"(id, time) pairs must be unique; id(s) {_name_some(ids[dup_units])} appear "
+                f"more than once in a period"
+            )
+        if (counts == 0).any():
+            short = np.flatnonzero((counts == 0).any(axis=1))
+            missing_periods = np.flatnonzero((counts == 0).any(axis=0))
+            example = short[0]
+            raise ValueError(
+                "the panel must be balanced (every unit observed in every period): "
+                f"{short.size} of {n} units are missing periods, e.g. id(s) "
+                f"{_name_some(ids[short])}; periods missing for some unit: "
+                f"{_name_some(periods[missing_periods])}; id {ids[example]} lacks period(s) "
+                f"{_name_some(periods[np.flatnonzero(counts[example] == 0)])}. "
+                "Balance the panel first (drop or impute these units)."
+            )
 
-    # duplicates and balance, in one bincount over the (unit, period) grid
-    flat = i_code * n_t + t_code
-    counts = np.bincount(flat, minlength=n * n_t).reshape(n, n_t)
-    if (counts > 1).any():
-        dup_units = np.flatnonzero((counts > 1).any(axis=1))
-        raise ValueError(
-            f"(id, time) pairs must be unique; id(s) {_name_some(ids[dup_units])} appear more "
-            f"than once in a period"
-        )
-    if (counts == 0).any():
-        short = np.flatnonzero((counts == 0).any(axis=1))
-        missing_periods = np.flatnonzero((counts == 0).any(axis=0))
-        example = short[0]
-        raise ValueError(
-            "the panel must be balanced (every unit observed in every period): "
-            f"{short.size} of {n} units are missing periods, e.g. id(s) {_name_some(ids[short])};"
-            f" periods missing for some unit: {_name_some(periods[missing_periods])}; id "
-            f"{ids[example]} lacks period(s) "
-            f"{_name_some(periods[np.flatnonzero(counts[example] == 0)])}. "
-            "Balance the panel first (drop or impute these units)."
-        )
-
-    # outcome (and covariates) pivoted once: (T, n)
+    # outcome (and covariates) pivoted once, unit-major: (n, T)
     def pivot_float(col: str) -> np.ndarray:
         vals = df[col].cast(pl.Float64).to_numpy()
         if np.isnan(vals).any():
-            bad = np.unique(i_code[np.isnan(vals)])
+            rows = np.flatnonzero(np.isnan(vals))
+            bad = np.unique(rows // n_t if i_code is None else i_code[rows])
             raise ValueError(
                 f"column {col!r} has missing or NaN values for id(s) {_name_some(ids[bad])}"
             )
-        out = np.empty(n_t * n)
-        out[t_code * n + i_code] = vals
-        return out.reshape(n_t, n)
+        if flat is None:
+            return vals.reshape(n, n_t)
+        out = np.empty(n * n_t)
+        out[flat] = vals
+        return out.reshape(n, n_t)
 
     ymat = pivot_float(y)
-    xmat = np.stack([pivot_float(c) for c in x], axis=2) if x else None
+    xmat = np.stack([pivot_float(c) for c in x], axis=2) if x else None  # (n, T, k)
 
-    g_raw = df[g].cast(pl.Float64).to_numpy()
-    if np.isnan(g_raw).any() or (g_raw < 0).any():
+    g_col = df[g]
+    g_raw = g_col.to_numpy() if g_col.dtype.is_integer() else g_col.cast(pl.Float64).to_numpy()
+    if (g_raw.dtype.kind == "f" and np.isnan(g_raw).any()) or (g_raw < 0).any():
         raise ValueError(f"column {g!r} must be a first treated period >= 0 (0 = never treated)")
-    g_unit = _constant_within_unit(g_raw, flat, n, n_t, g, ids)
+    g_unit = _constant_within_unit(g_raw, flat, n, n_t, g, ids).astype(np.float64)
     if weights:
         w_raw = df[weights].cast(pl.Float64).to_numpy()
         if np.isnan(w_raw).any() or (w_raw < 0).any():
@@ -230,7 +303,8 @@ def _apply_sample_rules(
     anticipation: int,
     control_group: str,
 ) -> PanelArrays:
-    """R ``did`` (``pre_process_did2``) sample rules, in the same order."""
+    """R ``did`` (``pre_process_did2``) sample rules, in the same order (``ymat`` is (n, T),
+    ``xmat`` (n, T, k))."""
     notes: list[str] = []
     g_unit = np.where(g_unit == 0, np.inf, g_unit)
     # treated only after the window (+ anticipation): never treated within it
@@ -254,8 +328,8 @@ def _apply_sample_rules(
                 f"the last cohort ({latest:g}) serves only as a comparison group"
             )
         periods = periods[keep_t]
-        ymat = ymat[keep_t]
-        xmat = xmat[keep_t] if xmat is not None else None
+        ymat = ymat[:, keep_t]
+        xmat = xmat[:, keep_t] if xmat is not None else None
     if periods.size < 2:
         raise ValueError("fewer than two time periods remain; ATT(g,t) needs at least two")
 
@@ -268,8 +342,8 @@ def _apply_sample_rules(
         keep = ~early
         ids, g_unit, w_unit = ids[keep], g_unit[keep], w_unit[keep]
         cl_unit = cl_unit[keep] if cl_unit is not None else None
-        ymat = ymat[:, keep]
-        xmat = xmat[:, keep] if xmat is not None else None
+        ymat = ymat[keep]
+        xmat = xmat[keep] if xmat is not None else None
     if g_unit.size == 0:
         raise ValueError("no units remain after dropping units treated in the first period")
 
@@ -286,11 +360,16 @@ def _apply_sample_rules(
     # units ordered by cohort (never treated last), then id: every cohort and every
     # comparison group {g > c} is then a contiguous block, so cells slice instead of mask
     order = np.argsort(g_unit, kind="stable")
+    if bool(np.all(order[1:] > order[:-1])):  # already in that order
+        y_units = np.ascontiguousarray(ymat)
+    else:
+        y_units = ymat[order]
+        xmat = xmat[order] if xmat is not None else None
     return PanelArrays(
         ids=ids[order],
         periods=periods,
-        y=np.ascontiguousarray(ymat[:, order]),
-        x=np.ascontiguousarray(xmat[:, order]) if xmat is not None else None,
+        y_units=y_units,
+        x=np.ascontiguousarray(xmat.transpose(1, 0, 2)) if xmat is not None else None,
         g=g_unit[order],
         w=w_unit[order] / w_unit.mean(),
         cluster=cl_unit[order] if cl_unit is not None else None,

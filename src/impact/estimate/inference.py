@@ -25,10 +25,13 @@ quantiles are R's ``type = 1`` (inverse of the empirical distribution function).
 are Rademacher (:math:`\\pm 1`, what R ``did``/``BMisc::multiplier_bootstrap`` draws) or
 Mammen's two-point distribution. Draws are made ``reps x n_clusters`` in chunks of bounded
 memory, and the random stream does not depend on the chunking, so a seed fixes the result.
+:func:`multiplier_bootstrap_product` draws the same multipliers for influence functions held
+in a factored form (the caller supplies the product of a block of multipliers with them).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -44,6 +47,7 @@ __all__ = [
     "bootstrap_draws",
     "cluster_sums",
     "multiplier_bootstrap",
+    "multiplier_bootstrap_product",
     "wald_test",
 ]
 
@@ -200,15 +204,28 @@ def _bres(
     # single precision for the (reps x C) @ (C x k) product: twice the speed, and its
     # rounding (~1e-6 relative) is far below the Monte Carlo error of the draws (~1/sqrt(reps))
     sums32 = np.asarray(sums, dtype=np.float32)
+    bres = _bres_product(lambda v: v @ sums32, n_clusters, k, reps, seed, multiplier)
+    return bres, n, n_clusters, nan_cols
+
+
+def _bres_product(
+    product: Callable[[np.ndarray], np.ndarray],
+    n_clusters: int,
+    k: int,
+    reps: int,
+    seed: int | np.random.Generator | None,
+    multiplier: MultiplierKind,
+) -> np.ndarray:
+    """``bres`` from ``product(V) = V @ S`` (V: a chunk of reps x C multipliers, float32)."""
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     bres = np.empty((reps, k))
     chunk = max(1, min(reps, _CHUNK_BYTES // (4 * max(n_clusters, 1))))
     for start in range(0, reps, chunk):
         stop = min(reps, start + chunk)
         v = _multipliers(rng, stop - start, n_clusters, multiplier)
-        bres[start:stop] = v @ sums32
+        bres[start:stop] = product(v)
     bres /= np.sqrt(n_clusters)
-    return bres, n, n_clusters, nan_cols
+    return bres
 
 
 def bootstrap_draws(
@@ -271,6 +288,42 @@ def multiplier_bootstrap(
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1); got {alpha}")
     bres, n, n_clusters, nan_cols = _bres(influence, cluster, reps, seed, multiplier)
+    return _summarise_bres(bres, n, n_clusters, nan_cols, alpha)
+
+
+def multiplier_bootstrap_product(
+    product: Callable[[np.ndarray], np.ndarray],
+    *,
+    n_units: int,
+    n_clusters: int,
+    k: int,
+    nan_cols: np.ndarray | None = None,
+    reps: int = 999,
+    seed: int | np.random.Generator | None = 0,
+    alpha: float = 0.05,
+    multiplier: MultiplierKind = "rademacher",
+) -> BootstrapResult:
+    """:func:`multiplier_bootstrap` for influence functions held in a factored form.
+
+    ``product(V)`` must return ``V @ S`` for a ``(m, n_clusters)`` float32 block ``V`` of
+    multipliers, ``S`` being the ``(n_clusters, k)`` cluster sums of the influence functions
+    (rows in sorted cluster order, or units in row order without clusters), with NaN columns
+    replaced by zeros and flagged in ``nan_cols``. The multipliers are those
+    :func:`multiplier_bootstrap` draws with the same ``seed``, ``reps`` and ``n_clusters``, so
+    both give the same result up to the rounding of the product.
+    """
+    _check_boot_args(reps, multiplier)
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1); got {alpha}")
+    bres = _bres_product(product, n_clusters, k, reps, seed, multiplier)
+    nan = np.zeros(k, dtype=bool) if nan_cols is None else np.asarray(nan_cols, dtype=bool)
+    return _summarise_bres(bres, n_units, n_clusters, nan, alpha)
+
+
+def _summarise_bres(
+    bres: np.ndarray, n: int, n_clusters: int, nan_cols: np.ndarray, alpha: float
+) -> BootstrapResult:
+    """Standard errors (IQR / IQR of N(0,1)) and the sup-t critical value of the draws."""
     k = bres.shape[1]
     # non-degenerate dimensions (R: colSums(bres^2) > sqrt(eps) * 10)
     ok = ~nan_cols & (np.einsum("ij,ij->j", bres, bres) > TINY_SE)

@@ -25,6 +25,15 @@ multiplier bootstrap with uniform (sup-t) bands over all cells or all aggregated
 (``"dynamic"``), cohort (``"group"``) and calendar-time summaries of ``did::aggte``, with the
 estimation of the cohort weights included in their influence function.
 
+Computation: without covariates every 2x2 estimator is a difference in weighted means, and
+the cells x units influence matrix has a closed, factored form (per unit ``T + 1`` features,
+per cell and cohort block ``T + 1`` coefficients; :mod:`impact.estimate._attgt`). Estimates,
+standard errors, the pre-test, the aggregations and the bootstrap are then computed from the
+factors without forming that matrix (O(n T^2) instead of O(n K^2) for K cells); the results
+equal those of the general per-cell path up to rounding (tests/test_staggered_fast.py). With
+covariates (or a cohort of zero total weight) every cell runs its 2x2 estimator and the
+matrix is held densely.
+
 Differences from R ``did`` (2.x), deliberate:
 
 * Balanced panels only (no ``allow_unbalanced_panel``, no repeated cross-sections). An
@@ -66,16 +75,9 @@ import polars as pl
 from scipy import stats
 
 from impact.estimate._aggte import AggregationKind, aggregate
-from impact.estimate._attgt import compute_cells
+from impact.estimate._attgt import Influence, compute_cells
 from impact.estimate._staggered_data import prepare_panel
-from impact.estimate.inference import (
-    TINY_SE,
-    MultiplierKind,
-    analytic_se,
-    analytic_vcov,
-    multiplier_bootstrap,
-    wald_test,
-)
+from impact.estimate.inference import TINY_SE, MultiplierKind, wald_test
 
 __all__ = [
     "AggregateResults",
@@ -181,17 +183,16 @@ def _pointwise_crit(alpha: float) -> float:
 
 
 def _standard_errors(
-    influence: np.ndarray,
+    influence: Influence,
     cluster: np.ndarray | None,
     opts: StaggeredOptions,
     se_analytic: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float | None]:
-    """SEs of the columns of ``influence`` (n x k), and the uniform critical value."""
-    se = analytic_se(influence, cluster) if se_analytic is None else se_analytic
+    """SEs of the estimators of ``influence`` (one row each), and the uniform critical value."""
+    se = influence.analytic_se(cluster) if se_analytic is None else se_analytic
     crit = None
     if opts.bootstrap:
-        boot = multiplier_bootstrap(
-            influence,
+        boot = influence.bootstrap(
             cluster,
             reps=opts.biters,
             seed=opts.seed,
@@ -241,18 +242,22 @@ class AggregateResults:
     min_e: float = -math.inf
     max_e: float = math.inf
     balance_e: int | None = None
-    _influence: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False)
-    _element_influence: np.ndarray = field(default_factory=lambda: np.empty((0, 0)), repr=False)
+    _influence: Influence | None = field(default=None, repr=False)  # (1, units)
+    _element_influence: Influence | None = field(default=None, repr=False)  # (elements, units)
 
     @property
     def influence(self) -> np.ndarray:
         """Influence function of the overall parameter, shape (n_units,)."""
-        return self._influence
+        if self._influence is None:
+            return np.empty(0)
+        return self._influence.dense()[0]
 
     @property
     def element_influence(self) -> np.ndarray:
         """Influence functions of the elements, shape (n_units, n_elements)."""
-        return self._element_influence
+        if self._element_influence is None:
+            return np.empty((0, 0))
+        return self._element_influence.dense().T
 
     def summary(self) -> str:
         a = self.options.alpha
@@ -322,7 +327,7 @@ class ATTgtResults:
     pretest: PreTest | None
     notes: tuple[str, ...]
     unit_ids: np.ndarray = field(repr=False)
-    _influence: np.ndarray = field(repr=False)  # (cells, units)
+    _influence: Influence = field(repr=False)  # (cells, units), dense or factored
     _g_unit: np.ndarray = field(repr=False)
     _w: np.ndarray = field(repr=False)
     _cluster: np.ndarray | None = field(repr=False)
@@ -348,9 +353,10 @@ class ATTgtResults:
         """Influence functions of the ATT(g,t), shape (n_units, cells), rows as ``unit_ids``.
 
         Scaled as R ``did``'s ``inffunc``: ``att_hat - att = mean over units + o_p(n^-1/2)``.
-        A read-only view.
+        A read-only view (formed on first access when the influence functions are held in
+        factored form, i.e. without covariates).
         """
-        view = self._influence.T
+        view = self._influence.dense().T
         view.flags.writeable = False
         return view
 
@@ -416,7 +422,7 @@ class ATTgtResults:
         }
         opts = dataclasses.replace(self.options, **overrides) if overrides else self.options
         z = _pointwise_crit(opts.alpha)
-        overall_se, _ = _standard_errors(raw.overall_inf[:, None], self._cluster, opts)
+        overall_se, _ = _standard_errors(raw.overall_inf, self._cluster, opts)
         se0 = float(overall_se[0])
         table = None
         crit_u = None
@@ -608,8 +614,8 @@ def att_gt(
         notes.append(msg)
         warnings.warn(msg, UserWarning, stacklevel=2)
 
-    influence = cells.inf.T  # (units, cells) view
-    se_analytic = analytic_se(influence, panel.cluster)
+    influence = cells.inf  # one row per cell (dense or factored)
+    se_analytic = influence.analytic_se(panel.cluster)
     se, crit_u = _standard_errors(influence, panel.cluster, opts, se_analytic)
     if crit_u is not None and not math.isfinite(crit_u):
         crit_u = None
@@ -620,7 +626,7 @@ def att_gt(
     )
     pretest = None
     if pre.size:
-        wt = wald_test(cells.att[pre], analytic_vcov(cells.inf[pre].T, panel.cluster))
+        wt = wald_test(cells.att[pre], influence.rows(pre).analytic_vcov(panel.cluster))
         if wt is not None:
             pretest = PreTest(statistic=wt.statistic, df=wt.df, pvalue=wt.pvalue)
         else:
