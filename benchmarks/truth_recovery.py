@@ -173,7 +173,7 @@ def main() -> None:
     )
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--pool", default="not_yet_treated",
-                    choices=["not_yet_treated", "never_treated", "account_holders"])
+                    choices=["not_yet_treated", "never_treated", "account_holders", "coworkers"])
     args = ap.parse_args()
     root = args.root.resolve()
     timings: dict[str, float] = {}

@@ -44,6 +44,9 @@ def test_stages_write_their_tables(stages) -> None:
     for h in head["horizons"].values():
         assert h["ci_low"] <= h["att"] <= h["ci_high"]
     assert est.n_treated == tw.pairs["treated_pid"].n_unique()
+    bench = pl.read_parquet(out / "estimates" / "sector_benchmark.parquet")
+    assert set(bench["clock"]) == {"start", "end"}
+    assert set(bench["series"]) == {"earnings_real", "employed"}
 
 
 def test_staggered_cross_check_sits_beside_the_matched_estimate(stages) -> None:

@@ -27,12 +27,32 @@ Layout under ``data.root``::
 
 The key itself is never part of the config: it is named (environment variable
 or key file) and read only when a run needs it (:meth:`KeySpec.load`).
+
+Secrets
+-------
+A config file is versioned, copied and logged, so it must never hold a secret.
+Before the schema is checked, the parsed YAML is scanned (:func:`secret_findings`)
+and the file is refused if a field is named like a secret (``password``,
+``passwd``, ``secret``, ``token``, ``api_key``, ``private_key``,
+``key_material``, ``hmac``, ``credentials``, ``*_key``, ...) and has a literal
+value, if ``ingest.key`` holds anything but ``source``/``variable``/``path``, if
+a string looks like key material (64+ hex digits; 43+ base64 characters outside
+path fields) or if a URL or connection string carries a password
+(``postgresql://user:pw@host/db``, ``?password=...``). The error names the file
+and the field, never the value::
+
+    configs/x.yaml: refused: the config holds what looks like a secret (values are never shown)
+      ingest.key.value: literal value in the section of a secret (only source, variable, path)
+
+Validation errors of the models never echo input values either
+(``hide_input_in_errors``); see ``docs/key_management.md``.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -61,7 +81,8 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # unknown (e.g. misspelt, or smuggled secret) fields are errors; no error echoes a value
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
 
 # --------------------------------------------------------------------------- data
@@ -257,10 +278,16 @@ class PanelSection(_Section):
 class TwinsSection(_Section):
     """How statistical twins are matched (R MatchIt vocabulary; see impact.twins.riskset)."""
 
-    pool: Literal["not_yet_treated", "never_treated", "account_holders"] = Field(
+    pool: Literal["not_yet_treated", "never_treated", "account_holders", "coworkers"] = Field(
         "not_yet_treated",
-        description="Twin candidates: not yet started by the cohort month; never started; or "
-        "not yet started and holding an ILA account by the month before (near-participants).")
+        description="Twin candidates: not yet started by the cohort month; never started; "
+        "not yet started and holding an ILA account by the month before (near-participants); "
+        "or not yet started and working for the treated person's main employer the month "
+        "before (same-firm co-workers, matched within the firm).")
+    coworkers_min_firm_size: int = Field(
+        10, ge=2, description="pool coworkers: smallest firm (persons whose main employer it "
+        "is the month before the cohort month) whose employees are candidates; treated persons "
+        "in smaller firms or without an employer stay unmatched (with the reason).")
     exact: list[str] = Field(
         default_factory=lambda: ["sex", "age_band", "region_code", "edu_band", "employed_l1"],
         description="Exact strata: twins share these features.")
@@ -365,6 +392,16 @@ class EvaluationConfig(_Section):
         """The YAML file this config was read from (``None`` if built in code)."""
         return self._source_file
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets(cls, data: Any) -> Any:
+        """Refuse secrets also when the model is built directly (not by :func:`parse_config`)."""
+        findings = secret_findings(data) if isinstance(data, dict) else []
+        if findings:
+            raise ValueError("holds what looks like a secret (values are never shown) at "
+                             + ", ".join(where for where, _ in findings) + ". " + _SECRET_ADVICE)
+        return data
+
     @model_validator(mode="after")
     def _demo_key_only_for_synthetic_data(self) -> EvaluationConfig:
         if isinstance(self.ingest.key, DemoKey) and self.synth is None:
@@ -435,8 +472,142 @@ def _format_errors(exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- secrets
+
+#: a field whose name (lower case, separators removed) contains one of these holds a secret
+_SECRET_WORDS = re.compile(
+    r"password|passwd|passphrase|secret|token|apikey|privatekey|keymaterial|hmac|credential")
+#: ... as does a field with one of these words in its name (``db_pwd``, ``auth``, ...)
+_SECRET_NAME_WORDS = frozenset({"pw", "pwd", "pass", "auth", "salt", "pepper"})
+#: ... or a field whose name ends in ``key`` (``key``, ``signing_key``, ``pseudonym_key``)
+_KEY_NAME_ENDINGS = frozenset({"key", "keys"})
+#: the fields of a key *reference* (``ingest.key``): they say where the key is, not what
+_KEY_REFERENCE_FIELDS = frozenset({"source", "variable", "path"})
+#: fields holding file system paths (long base64-like strings are normal there)
+_PATH_FIELDS = frozenset({"root", "path"})
+_PATH_SUFFIXES = ("_path", "_dir", "_file", "_folder", "_root")
+#: ``scheme://user:password@host``: a password in a URL's user info
+_URL_PASSWORD = re.compile(r"[a-z][a-z0-9+.\-]*://[^\s@/:]*:[^\s@]+@", re.IGNORECASE)
+#: ``...?password=...``, ``token=...`` in a query string or a libpq keyword DSN
+_INLINE_CREDENTIAL = re.compile(
+    r"(?:^|[\s?&;])(?:password|passwd|pwd|pass|secret|token|access_token|api_key|apikey|auth"
+    r"|sslpassword)\s*=\s*[^\s&;#]", re.IGNORECASE)
+#: key material as :class:`impact.pseudonym.PseudonymKey` reads it: >= 32 bytes of hex ...
+_HEX_MATERIAL = re.compile(r"(?:0x)?[0-9a-fA-F]{64,}")
+#: ... or base64 (standard or URL-safe; 43 characters carry 32 bytes)
+_B64_MATERIAL = re.compile(r"[A-Za-z0-9+/_-]{43,}={0,2}")
+_SECRET_ADVICE = (
+    "A config names where a secret is kept, it never contains one: ingest.key: {source: env, "
+    f"variable: {DEFAULT_KEY_VARIABLE}}} or {{source: file, path: <key file outside the "
+    "repository>}; passwords belong in the environment or the credential store of the "
+    "deployment (docs/key_management.md). Remove the value from the file and treat a key or "
+    "password that was written into it as exposed: rotate it.")
+
+
+def _secret_field(name: str) -> bool:
+    """Is ``name`` the name of a field that would hold a secret?"""
+    words = re.findall(r"[a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower())
+    return bool(_SECRET_WORDS.search("".join(words)) or _SECRET_NAME_WORDS.intersection(words)
+                or (words and words[-1] in _KEY_NAME_ENDINGS))
+
+
+def _path_field(name: str | None) -> bool:
+    return name is not None and (name in _PATH_FIELDS or name.endswith(_PATH_SUFFIXES))
+
+
+def _secret_value(text: str, *, path: bool = False) -> str | None:
+    """Why the string ``text`` looks like a secret itself (``None``: it does not).
+
+    ``path``: the value of a path field, where long base64-like strings are ordinary.
+    """
+    if _URL_PASSWORD.search(text):
+        return "URL with a password (user:password@host)"
+    if _INLINE_CREDENTIAL.search(text):
+        return "connection string or query with a password or token (name=value)"
+    compact = re.sub(r"\s+", "", text)
+    if _HEX_MATERIAL.fullmatch(compact):
+        return "looks like key material (64 or more hex digits)"
+    if (not path and _B64_MATERIAL.fullmatch(compact) and re.search("[a-z]", compact)
+            and re.search("[A-Z]", compact) and re.search("[0-9]", compact)):
+        return "looks like key material (base64 text of 32 or more bytes)"
+    return None
+
+
+def secret_findings(data: object) -> list[tuple[str, str]]:
+    """Fields of a parsed YAML document that hold, or look like, a secret.
+
+    Returns ``(field path, reason)`` pairs, e.g. ``("ingest.key.value", "literal value in
+    the section of a secret ...")``. Neither part ever contains a value (a mapping key that
+    looks like a secret itself is shown as ``<redacted>``). Rules (see the module docstring):
+
+    * a field named like a secret (:func:`_secret_field`: ``password``, ``secret``,
+      ``token``, ``api_key``, ``private_key``, ``key_material``, ``hmac``, ``*_key``, ...)
+      whose value is not a mapping;
+    * inside such a mapping (``ingest.key``), any literal but the key reference fields
+      ``source``, ``variable`` and ``path``;
+    * anywhere, a string that is a URL or connection string with a password or token, or
+      that looks like key material (:func:`_secret_value`); a byte string (``!!binary``).
+    """
+    found: list[tuple[str, str]] = []
+    active: set[int] = set()  # containers on the current path (YAML aliases can recurse)
+
+    def shown(key: object) -> str:
+        return "<redacted>" if _secret_value(str(key)) else str(key)
+
+    def walk(node: object, where: str, name: str | None, in_secret: bool) -> None:
+        if isinstance(node, dict | list):
+            if id(node) in active:
+                return
+            active.add(id(node))
+            try:
+                if isinstance(node, list):
+                    for i, item in enumerate(node):
+                        walk(item, f"{where}[{i}]", name, in_secret)
+                    return
+                for key, value in node.items():
+                    at = f"{where}.{shown(key)}" if where else shown(key)
+                    if shown(key) == "<redacted>":
+                        found.append((at, "a field name that looks like a secret"))
+                    elif _secret_field(str(key)) and not isinstance(value, dict):
+                        found.append((at, "named like a secret and holds a literal value"))
+                    else:
+                        walk(value, at, str(key), in_secret or _secret_field(str(key)))
+            finally:
+                active.discard(id(node))
+            return
+        if node is None and not in_secret:
+            return
+        if in_secret and name not in _KEY_REFERENCE_FIELDS:
+            found.append((where, "literal value in the section of a secret (only "
+                                 + ", ".join(sorted(_KEY_REFERENCE_FIELDS)) + " may be set)"))
+        elif isinstance(node, bytes | bytearray):
+            found.append((where, "binary value (possibly key material)"))
+        elif isinstance(node, str):
+            why = _secret_value(node, path=_path_field(name))
+            if why:
+                found.append((where, why))
+
+    walk(data, "", None, False)
+    return found
+
+
+def _refuse_secrets(data: object, source: Path | str) -> None:
+    findings = secret_findings(data)
+    if findings:
+        lines = "\n".join(f"  {where}: {why}" for where, why in findings)
+        raise ConfigError(f"{source}: refused: the config holds what looks like a secret "
+                          f"(values are never shown)\n{lines}\n{_SECRET_ADVICE}")
+
+
 def parse_config(data: object, source: Path | str = "<config>") -> EvaluationConfig:
-    """Validate an already parsed YAML document; errors name ``source`` and the fields."""
+    """Validate an already parsed YAML document; errors name ``source`` and the fields.
+
+    Raises
+    ------
+    ConfigError
+        ``data`` is not a mapping, holds a secret (:func:`secret_findings`; refused before
+        the schema is checked, without echoing the value) or breaks the schema.
+    """
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -444,6 +615,7 @@ def parse_config(data: object, source: Path | str = "<config>") -> EvaluationCon
             f"{source}: an evaluation config must be a YAML mapping of "
             f"sections (data, synth, ingest), not a {type(data).__name__}"
         )
+    _refuse_secrets(data, source)
     try:
         cfg = EvaluationConfig.model_validate(data)
     except ValidationError as exc:
@@ -458,8 +630,8 @@ def load_config(path: Path | str) -> EvaluationConfig:
     Raises
     ------
     ConfigError
-        The file is missing, not YAML, or breaks the schema; the message names
-        the file and every offending field.
+        The file is missing, not YAML, holds a secret or breaks the schema; the
+        message names the file and every offending field, never a secret's value.
     """
     path = Path(path)
     try:
@@ -468,8 +640,21 @@ def load_config(path: Path | str) -> EvaluationConfig:
         raise ConfigError(f"{path}: config file not found") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
     return parse_config(data, path)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """The parser's message with line and column, without the quoted source line (which
+    could be a line holding a secret)."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        what = "; ".join(x for x in (exc.context, exc.problem) if x)
+        return f"{what or 'syntax error'}{where}"
+    return str(exc).splitlines()[0]  # ReaderError: a character code and its position

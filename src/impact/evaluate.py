@@ -15,8 +15,10 @@ usable from a notebook. Each stage reads what the previous one wrote under the d
     (``pretrend.json``), the side-by-side comparison with disagreement flags
     (``comparison.parquet``), ``headline.json`` (earnings 6/12/24 months after leaving) and
     ``refutation.json`` (DoWhy refuters, E-values and Rosenbaum bounds at those horizons,
-    placebo in time) and ``subgroups.parquet`` (earnings effects by sex, age band,
-    education, region and employment at the start).
+    placebo in time), ``subgroups.parquet`` (earnings effects by sex, age band,
+    education, region and employment at the start) and ``sector_benchmark.parquet`` (the
+    participants' earnings path beside their NACE division's average path: a descriptive
+    reference, not a counterfactual; :mod:`impact.sector_benchmark`).
 """
 
 from __future__ import annotations
@@ -378,6 +380,14 @@ def run_estimates(arrays: PanelArrays, pairs: pl.DataFrame, treatment: pl.DataFr
     secs["subgroups"] = time.perf_counter() - t1
     secs["refutation"] = time.perf_counter() - t0
     write_json(refutation, out / "refutation.json")
+    if arrays.panel_dir is not None:  # the descriptive sector reference path, both clocks
+        from impact.sector_benchmark import sector_benchmark
+
+        t0 = time.perf_counter()
+        write_parquet(pl.concat([sector_benchmark(arrays.panel_dir, treatment, clock=clock)
+                                 for clock in ("start", "end")], how="diagonal_relaxed"),
+                      out / "sector_benchmark.parquet")
+        secs["sector_benchmark"] = time.perf_counter() - t0
     n_treated = int(pairs["treated_pid"].n_unique())
     write_json({"outcome": "earnings_real", "clock": "end", "unit": "EUR per month, "
                   "real (CPI base year)", "horizons": headline,

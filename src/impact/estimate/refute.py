@@ -340,7 +340,9 @@ class MatchedWeightedEstimator(CausalEstimator):
         self.symbolic_estimator = self.construct_symbolic_estimator(self._target_estimand)
         treatment = self._target_estimand.treatment_variable[0]
         outcome = self._target_estimand.outcome_variable[0]
-        adjustment = list(self._target_estimand.get_adjustment_set() or []) if self.adjust else []
+        # sorted: DoWhy returns a set, whose order depends on the process's hash seed
+        adjustment = sorted(self._target_estimand.get_adjustment_set() or []) if self.adjust \
+            else []
         t = np.asarray(data[treatment]).reshape(-1).astype(float) != 0
         cluster = None
         if self.cluster_column is not None and self.with_se:
@@ -388,7 +390,7 @@ class MatchedWeightedEstimator(CausalEstimator):
         """Human-readable description of the estimator."""
         outcome = estimand.outcome_variable[0]
         treatment = estimand.treatment_variable[0]
-        adjustment = (estimand.get_adjustment_set() or []) if self.adjust else []
+        adjustment = sorted(estimand.get_adjustment_set() or []) if self.adjust else []
         model = "+".join(["1", *adjustment])
         return (
             f"sum_{{{treatment}=1}} w*({outcome} - WLS_{{{treatment}=0}}[{outcome}~{model}]) "

@@ -43,7 +43,7 @@ Assumptions
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
 from pathlib import Path
@@ -166,6 +166,15 @@ class PanelArrays:
         ``eligible`` = 0 and ``age`` = -1 there).
     codes, levels
         Categorical arrays of codes into ``levels[name]`` (``-1`` = missing).
+    panel_dir
+        The panel folder the arrays were loaded from (:meth:`load`; None when built in
+        memory). Columns not held in the arrays are read from there on demand: the main
+        employer of a cohort's month ``m-1`` for the co-worker pool
+        (:mod:`impact.twins.coworkers`).
+    employers
+        Cache of those on-demand employer codes, one int32 array over pids per month read
+        (first day of the month -> code, ``-1`` = no main employer); in-memory arrays may be
+        given their months here instead of a ``panel_dir``.
     """
 
     person_code: np.ndarray
@@ -175,6 +184,8 @@ class PanelArrays:
     series: dict[str, np.ndarray]
     codes: dict[str, np.ndarray]
     levels: dict[str, list[str]]
+    panel_dir: Path | None = None
+    employers: dict[date, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     @cached_property
     def sex_codes(self) -> tuple[list[str], np.ndarray]:
@@ -291,6 +302,7 @@ class PanelArrays:
             series=series,
             codes=codes,
             levels=levels,
+            panel_dir=Path(panel_dir),
         )
 
 

@@ -198,6 +198,8 @@ def update_plan(arrays: PanelArrays, s: TwinSettings, out: Path, *,
     if path.exists() and not force:
         old = read_plan(out)
         if plan_is_current(old, arrays, s):
+            if not (out / PLAN_SUMMARY).exists():
+                _write_summary(old, out)
             return old, False
     plan = make_plan(arrays, s)
     write_plan(plan, out)
@@ -214,8 +216,13 @@ def _write_pickle(obj: object, path: Path) -> None:
 
 
 def write_plan(plan: TwinsPlan, out: Path) -> None:
-    """``out/plan.pkl`` and a readable ``out/plan.json`` (cohorts, counts, model, digest)."""
+    """A readable ``out/plan.json`` (cohorts, counts, model, digest), then ``out/plan.pkl``
+    (written last: a plan is there only once both are)."""
+    _write_summary(plan, out)
     _write_pickle(plan, out / PLAN_FILE)
+
+
+def _write_summary(plan: TwinsPlan, out: Path) -> None:
     model = None
     if plan.model is not None:
         model = {"intercept": plan.model.intercept_,

@@ -10,7 +10,12 @@ For every cohort month ``m`` (the month the first ILA course starts):
   start (the outcome stage censors them from then on); with ``never_treated`` only persons
   who never start are; with ``account_holders`` (the report's "near-participants") only
   not-yet-treated persons who had opened an ILA account by ``m-1``: people who showed the
-  same intent to learn, which the registers do not otherwise record;
+  same intent to learn, which the registers do not otherwise record; with ``coworkers`` (the
+  report's "same-firm non-completers") only not-yet-treated persons whose main employer in
+  ``m-1`` is a treated person's, in firms of at least ``coworkers_min_firm_size`` persons,
+  and the employer is an extra exact-stratum key, so twins come from the treated person's
+  own firm; treated persons without an employer or in a smaller firm are unmatched with
+  reason ``no_employer`` / ``firm_too_small`` (:mod:`impact.twins.coworkers`);
 * **features**: :func:`impact.twins.features.features_at`, months ``< m`` only;
 * **matching**: exact strata (default sex, age band, region, education band, employed in
   ``m-1``), then nearest neighbours on the logit propensity score (a model pooled over
@@ -104,6 +109,7 @@ from impact.balance import (
     balance_table_from_parts,
     ks_grid,
 )
+from impact.twins import coworkers
 from impact.twins.features import (
     CATEGORICAL_FEATURES,
     COARSE_FEATURES,
@@ -116,7 +122,7 @@ from impact.twins.matching import MatchResult, match
 from impact.twins.options import Distance, MatchOptions
 from impact.twins.propensity import PropensityModel
 
-Pool = Literal["not_yet_treated", "never_treated", "account_holders"]
+Pool = Literal["not_yet_treated", "never_treated", "account_holders", "coworkers"]
 PsScope = Literal["pooled", "per_cohort"]
 
 DEFAULT_EXACT = ("sex", "age_band", "region_code", "edu_band", "employed_l1")
@@ -152,7 +158,9 @@ class TwinSettings:
     ``features``); ``smd_binary``: ``"std"`` or cobalt's ``"raw"`` for binary SMDs;
     ``gate_min_treated``: cohort-group size of the gate; ``ks_sample``: candidates per
     cohort for the KS statistic before matching (None: all); ``ps_controls_per_treated``,
-    ``ps_max_controls``: candidate sample of the pooled model. The defaults and the
+    ``ps_max_controls``: candidate sample of the pooled model; ``coworkers_min_firm_size``:
+    smallest firm (persons whose main employer in ``m-1`` it is) whose employees are
+    candidates of the ``coworkers`` pool (unused by the other pools). The defaults and the
     measurements behind them are in the module docstring.
     """
 
@@ -177,6 +185,7 @@ class TwinSettings:
     balance_covariates: tuple[str, ...] | None = None
     smd_binary: BinarySMD = "std"
     ks_sample: int | None = 200_000
+    coworkers_min_firm_size: int = coworkers.DEFAULT_MIN_FIRM_SIZE
 
     @property
     def covariates(self) -> tuple[str, ...]:
@@ -185,9 +194,14 @@ class TwinSettings:
         return self.features if self.balance_covariates is None else self.balance_covariates
 
     def options(self) -> MatchOptions:
+        """Matching options; the ``coworkers`` pool adds the employer of ``m-1``
+        (:data:`impact.twins.coworkers.EMPLOYER_KEY`) to the exact strata."""
+        exact = self.exact
+        if self.pool == "coworkers":
+            exact = (*exact, coworkers.EMPLOYER_KEY)
         return MatchOptions(
             distance=self.distance,
-            exact=self.exact,
+            exact=exact,
             mahvars=self.mahvars,
             mahvars_candidates=self.mahvars_candidates,
             caliper=self.caliper,
@@ -218,6 +232,7 @@ class CohortMatch:
     gate: GateResult
     seconds: float
     parts: BalanceParts | None = None  # mergeable balance inputs (cohort groups, pooled)
+    min_firm_size: int = coworkers.DEFAULT_MIN_FIRM_SIZE  # of the coworkers pool
 
 
 @dataclass
@@ -293,6 +308,12 @@ def cohort_groups(n_matched: list[int], min_treated: int) -> list[int]:
 
 
 def _gate(table: pl.DataFrame, s: TwinSettings, unmatched_share: float) -> GateResult:
+    if table.height == 0:  # no cohort with treated persons and candidates (e.g. coworkers)
+        return GateResult(
+            passed=False, offending=(), offending_variance=(),
+            reasons=("no treated person has twin candidates",), max_abs_smd=float("nan"),
+            unmatched_share=unmatched_share,
+        )
     return balance_gate(
         table,
         max_abs_smd=s.max_abs_smd,
@@ -319,8 +340,18 @@ def _max_abs(s: pl.Series) -> float:
     return float(v) if v is not None else float("nan")
 
 
-def risk_set(arrays: PanelArrays, m: int, pool: Pool) -> tuple[np.ndarray, np.ndarray, int]:
-    """Treated pids, candidate pids and the number of ineligible treated of cohort ``m``."""
+def risk_set(
+    arrays: PanelArrays,
+    m: int,
+    pool: Pool,
+    *,
+    min_firm_size: int = coworkers.DEFAULT_MIN_FIRM_SIZE,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Treated pids, candidate pids and the number of ineligible treated of cohort ``m``.
+
+    The treated do not depend on the pool. ``min_firm_size``: the ``coworkers`` pool's
+    smallest firm (:func:`impact.twins.coworkers.coworker_candidates`; ignored otherwise).
+    """
     eligible = arrays.series["eligible"][:, m] == 1
     fs = arrays.first_start
     starts = fs == m
@@ -329,13 +360,31 @@ def risk_set(arrays: PanelArrays, m: int, pool: Pool) -> tuple[np.ndarray, np.nd
     if pool == "account_holders":
         later &= (arrays.series["ila_account"][:, m - 1] == 1) if m > 0 else False
     candidates = np.nonzero(later & eligible)[0]
+    if pool == "coworkers":
+        candidates = coworkers.coworker_candidates(arrays, m, treated, candidates, min_firm_size)
     return treated, candidates, int((starts & ~eligible).sum())
 
 
-def cohort_frame(arrays: PanelArrays, m: int, pool: Pool) -> tuple[pl.DataFrame, int]:
-    """Features of the treated and candidates of cohort ``m`` with a ``treated`` flag."""
-    treated, candidates, ineligible = risk_set(arrays, m, pool)
-    return _frame(features_at(arrays, m, treated), features_at(arrays, m, candidates)), ineligible
+def cohort_frame(
+    arrays: PanelArrays,
+    m: int,
+    pool: Pool,
+    *,
+    min_firm_size: int = coworkers.DEFAULT_MIN_FIRM_SIZE,
+) -> tuple[pl.DataFrame, int]:
+    """Features of the treated and candidates of cohort ``m`` with a ``treated`` flag (and,
+    for the ``coworkers`` pool, the employer code of ``m-1``)."""
+    treated, candidates, ineligible = risk_set(arrays, m, pool, min_firm_size=min_firm_size)
+    df = _frame(features_at(arrays, m, treated), features_at(arrays, m, candidates))
+    if pool == "coworkers":
+        df = _with_employer(arrays, m, df)
+    return df, ineligible
+
+
+def _with_employer(arrays: PanelArrays, m: int, df: pl.DataFrame) -> pl.DataFrame:
+    """``df`` with the main employer of ``m-1`` of each ``pid`` (the coworkers' exact key)."""
+    codes = coworkers.employers_l1(arrays, m)
+    return df.with_columns(pl.Series(coworkers.EMPLOYER_KEY, codes[df["pid"].to_numpy()]))
 
 
 def _frame(treated: pl.DataFrame, candidates: pl.DataFrame) -> pl.DataFrame:
@@ -345,7 +394,7 @@ def _frame(treated: pl.DataFrame, candidates: pl.DataFrame) -> pl.DataFrame:
 
 def _pooled_model(
     arrays: PanelArrays, months: list[int], s: TwinSettings, treated: dict[int, pl.DataFrame]
-) -> PropensityModel:
+) -> PropensityModel | None:
     """One propensity model on all cohorts' treated and a sample of their candidates.
 
     Per cohort: its treated persons, ``ps_controls_per_treated`` random candidates per treated
@@ -353,9 +402,14 @@ def _pooled_model(
     ``ps_max_controls`` sampled candidates in all), and, for every level of a categorical
     feature that the cohort's candidates have but the sample lacks, the first candidate with
     that level (so that every candidate can be scored). Only the sampled candidates'
-    features are built.
+    features are built. With the ``coworkers`` pool only the treated persons in qualifying
+    firms enter (the others have no candidates); None if there are none.
     """
     rng = np.random.default_rng(s.seed)
+    if s.pool == "coworkers":
+        treated = {m: _in_qualifying_firms(arrays, m, t, s) for m, t in treated.items()}
+        if not any(t.height for t in treated.values()):
+            return None
     per_treated: float = s.ps_controls_per_treated
     n_treated = sum(t.height for t in treated.values())
     if s.ps_max_controls is not None and per_treated * n_treated > s.ps_max_controls:
@@ -366,7 +420,7 @@ def _pooled_model(
         t = treated[m]
         if t.height == 0:
             continue
-        _, cand, _ = risk_set(arrays, m, s.pool)
+        _, cand, _ = risk_set(arrays, m, s.pool, min_firm_size=s.coworkers_min_firm_size)
         k = min(cand.size, int(per_treated * t.height))
         take = np.sort(rng.choice(cand.size, size=k, replace=False))
         rows = [take]
@@ -385,6 +439,104 @@ def _pooled_model(
     return PropensityModel(C=s.ps_C).fit(stacked, treatment="treated", features=list(s.features))
 
 
+def _in_qualifying_firms(
+    arrays: PanelArrays, m: int, treated: pl.DataFrame, s: TwinSettings
+) -> pl.DataFrame:
+    """The rows of ``treated`` whose firm of ``m-1`` qualifies for the coworkers pool."""
+    why = coworkers.treated_reasons(
+        arrays, m, treated["pid"].to_numpy(), s.coworkers_min_firm_size
+    )
+    return treated.filter(pl.Series(why == ""))
+
+
+def _add_unqualified(res: MatchResult, pids: np.ndarray, why: np.ndarray) -> MatchResult:
+    """``res`` (the match of the coworkers pool's qualifying treated and their co-workers)
+    with the treated persons ``pids`` who have no qualifying firm added as unmatched.
+
+    Each ``why`` (:data:`impact.twins.coworkers.REASONS`) becomes a pseudo-stratum (-1, -2,
+    ...; exact values null) of the strata table with its own ``n_unmatched_<why>`` column,
+    and the reason of those persons' rows of the unmatched table; in ``units`` they are
+    treated with weight 0 and no score. Counts, shares and reason totals
+    (:meth:`MatchResult.summary`) then cover every treated person of the cohort.
+    """
+    if pids.size == 0:
+        return res
+    id_dtype = res.units.schema["id"]
+    stratum = np.zeros(pids.size, dtype=np.int64)
+    rows = []
+    for i, reason in enumerate(coworkers.REASONS):
+        hit = why == reason
+        stratum[hit] = -(i + 1)
+        n = int(hit.sum())
+        if n:
+            rows.append({"stratum": -(i + 1), "n_treated": n, "n_unmatched": n,
+                         **{f"n_unmatched_{r}": n if r == reason else 0
+                            for r in coworkers.REASONS}})
+    extra = pl.DataFrame(rows, schema_overrides={"stratum": pl.Int64})
+    strata = pl.concat([res.strata, extra], how="diagonal_relaxed")
+    strata = strata.with_columns(
+        pl.col(c).fill_null(0).cast(pl.Int64) for c in strata.columns if c.startswith("n_")
+    )
+    unmatched = pl.concat([
+        res.unmatched,
+        pl.DataFrame({
+            "treated_id": pl.Series(pids, dtype=id_dtype),
+            "stratum": stratum,
+            "reason": pl.Series(why, dtype=pl.String),
+            "nearest_distance": pl.Series([None] * pids.size, dtype=pl.Float64),
+        }),
+    ]).sort(["stratum", "treated_id"])
+    units = pl.concat([
+        res.units,
+        pl.DataFrame({
+            "id": pl.Series(pids, dtype=id_dtype),
+            "treated": np.ones(pids.size, dtype=bool),
+            "stratum": stratum,
+            "score": pl.Series([None] * pids.size, dtype=pl.Float64),
+            "weight": np.zeros(pids.size),
+        }),
+    ]).sort("id")
+    return dataclasses.replace(res, strata=strata, unmatched=unmatched, units=units)
+
+
+def _match_coworkers(
+    arrays: PanelArrays, m: int, s: TwinSettings, model: PropensityModel | None,
+    df: pl.DataFrame,
+) -> tuple[pl.DataFrame, MatchResult]:
+    """The coworkers pool's match of cohort ``m``: ``df`` (treated and candidates) with the
+    employer of ``m-1`` (an exact key) and, with a pooled model, ``ps_logit``; the match of
+    the treated in qualifying firms and their co-workers, the others added as unmatched
+    (:func:`_add_unqualified`). Only the qualifying rows are scored or fitted (the others
+    may hold levels the model never saw) and define the caliper's SD."""
+    opts = s.options()
+    df = _with_employer(arrays, m, df)
+    pids = df["pid"].to_numpy()
+    why = coworkers.treated_reasons(arrays, m, pids, s.coworkers_min_firm_size)
+    why[~df["treated"].to_numpy()] = ""  # candidates are in qualifying firms by construction
+    keep = why == ""
+    sub = df.filter(pl.Series(keep))
+    feats = s.mahalanobis_features if s.distance == "mahalanobis" else s.features
+    if not sub["treated"].any():  # no qualifying treated (hence no candidates): empty match
+        empty = dataclasses.replace(opts, distance="glm", ps_model="precomputed", mahvars=None,
+                                    m_order=None)
+        sub = sub.with_columns(pl.lit(0.0, dtype=pl.Float64).alias("ps_logit"))
+        res = match(sub, treatment="treated", id="pid", options=empty, score="ps_logit")
+    else:
+        kwargs: dict = {}
+        if opts.ps_model == "precomputed":
+            if model is None:
+                raise ValueError("pooled propensity scope needs the fitted pooled model")
+            logit = model.logit(sub)
+            sub = sub.with_columns(pl.Series("ps_logit", logit))
+            full = np.full(df.height, np.nan)
+            full[keep] = logit
+            df = df.with_columns(pl.Series("ps_logit", full).fill_nan(None))
+            kwargs = {"score": "ps_logit"}
+        res = match(sub, treatment="treated", features=list(feats), id="pid", options=opts,
+                    **kwargs)
+    return df, _add_unqualified(res, pids[~keep], why[~keep])
+
+
 def match_cohort(
     arrays: PanelArrays,
     m: int,
@@ -401,19 +553,25 @@ def match_cohort(
     by :func:`match_cohorts`; by default they are built for this cohort alone.
     """
     t0 = time.perf_counter()
-    t_pids, cand, ineligible = risk_set(arrays, m, s.pool)
+    t_pids, cand, ineligible = risk_set(
+        arrays, m, s.pool, min_firm_size=s.coworkers_min_firm_size
+    )
     if treated is None:
         treated = features_at(arrays, m, t_pids)
     df = _frame(treated, features_at(arrays, m, cand))
     opts = s.options()
-    kwargs: dict = {}
-    if opts.ps_model == "precomputed":
-        if model is None:
-            raise ValueError("pooled propensity scope needs the fitted pooled model")
-        df = df.with_columns(pl.Series("ps_logit", model.logit(df)))
-        kwargs = {"score": "ps_logit"}
     feats = s.mahalanobis_features if s.distance == "mahalanobis" else s.features
-    res = match(df, treatment="treated", features=list(feats), id="pid", options=opts, **kwargs)
+    if s.pool == "coworkers":
+        df, res = _match_coworkers(arrays, m, s, model, df)
+    else:
+        kwargs: dict = {}
+        if opts.ps_model == "precomputed":
+            if model is None:
+                raise ValueError("pooled propensity scope needs the fitted pooled model")
+            df = df.with_columns(pl.Series("ps_logit", model.logit(df)))
+            kwargs = {"score": "ps_logit"}
+        res = match(df, treatment="treated", features=list(feats), id="pid", options=opts,
+                    **kwargs)
     # per-person weight and score from the match's units (pid = person index)
     ids = res.units["id"].to_numpy()
     weight = np.zeros(arrays.n_persons)
@@ -456,6 +614,7 @@ def match_cohort(
         gate=gate,
         seconds=time.perf_counter() - t0,
         parts=parts,
+        min_firm_size=s.coworkers_min_firm_size,
     )
 
 
@@ -527,6 +686,10 @@ def cohort_output(
             pl.Series("treated_code", code[um["treated_id"].to_numpy()].astype(str)),
         )
     sm = r.summary()
+    if pool == "coworkers":  # the same reason columns in every cohort
+        by_reason = sm["unmatched_by_reason"]
+        order = (*(k for k in by_reason if k not in coworkers.REASONS), *coworkers.REASONS)
+        sm["unmatched_by_reason"] = {k: by_reason.get(k, 0) for k in order}
     summary = {
         "cohort": c.cohort,
         "n_treated": sm["n_treated"],
@@ -636,7 +799,11 @@ def prepare_cohorts(
 ) -> tuple[dict[int, pl.DataFrame], dict[str, np.ndarray]]:
     """The treated persons' features of every cohort and the KS grid shared by all cohorts
     (every numeric balance covariate's distinct treated values over all cohorts)."""
-    treated = {m: features_at(arrays, m, risk_set(arrays, m, s.pool)[0]) for m in months}
+    treated = {
+        m: features_at(arrays, m, risk_set(arrays, m, s.pool,
+                                           min_firm_size=s.coworkers_min_firm_size)[0])
+        for m in months
+    }
     numeric = [c for c in s.covariates if c in NUMERIC_FEATURES]
     grid = ks_grid(pl.concat(treated.values()), numeric) if months else {}
     return treated, grid
@@ -727,7 +894,7 @@ def cohort_pre_trajectories(
     if n_t == 0:
         return pl.DataFrame()
     twins = ~d & (w > 0)
-    cand = risk_set(arrays, m, pool)[1]  # all candidates of the cohort
+    cand = risk_set(arrays, m, pool, min_firm_size=c.min_firm_size)[1]  # all candidates
     rows = []
     for name in series:
         x = arrays.series[name][pid, m - window : m].astype(np.float64)
