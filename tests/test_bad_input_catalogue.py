@@ -176,6 +176,16 @@ def _after_death(df: pl.DataFrame, d: Path) -> tuple[pl.DataFrame, list[int]]:
     return df, [r + 1 for r in rows]
 
 
+def _overlapping_residence(df: pl.DataFrame, d: Path) -> tuple[pl.DataFrame, list[int]]:
+    """A person's second period moved to start 10 days before the first one ends (the
+    file is sorted by person and start, so the previous row is the earlier period)."""
+    prev_start, prev_end = (pl.col(c).shift(1).over("person_code").str.to_date()
+                            for c in ("valid_from", "valid_to"))
+    moved = prev_end - prev_start > pl.duration(days=10)
+    start = (prev_end - pl.duration(days=10)).dt.strftime("%Y-%m-%d")
+    return _set(["person_code", "valid_from"], moved, valid_from=start)(df, d)
+
+
 def _wrong_check_digit(df: pl.DataFrame, d: Path) -> tuple[pl.DataFrame, list[int]]:
     legacy = ~pl.col("person_code").str.starts_with("32")
     flip = pl.col("person_code").str.slice(0, 11) + (
@@ -244,6 +254,15 @@ ROWS = [
     Rows("completed_before_started", "stars_applications.csv", "stars_applications",
          _set(["application_id"], pl.col("status") == "COMPLETED",
               ended_on=_days("started_on", -15)), "date_order:ended_after_started"),
+    Rows("completed_without_start_date", "stars_applications.csv", "stars_applications",
+         _set(["application_id"], pl.col("status") == "COMPLETED",
+              started_on=pl.lit(None, pl.Utf8)), "conditional:started_has_start_date"),
+    Rows("rejected_decision_with_completed_status", "stars_applications.csv",
+         "stars_applications",
+         _set(["application_id"], pl.col("status") == "COMPLETED", decision="REJECTED"),
+         "conditional:rejected_decision_has_rejected_status"),
+    Rows("overlapping_residence_periods", "pmlp_residence.csv", "pmlp_residence",
+         _overlapping_residence, "no_overlap:one_residence_at_a_time"),
     Rows("decided_before_submitted", "stars_applications.csv", "stars_applications",
          _set(["application_id"], decided_on=_days("submitted_on", -3)),
          "date_order:decided_after_submitted"),

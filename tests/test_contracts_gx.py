@@ -111,9 +111,12 @@ def test_every_contract_builds_a_suite(contracts) -> None:
             assert (f"not_null:{col.name}" in rules) == (not col.nullable)
         for d in c.date_order:
             assert f"date_order:{d.name}" in rules
-        # cross-table rules are listed as skipped, never silently dropped
+        for r in c.conditional:
+            assert f"conditional:{r.name}" in rules
+        # cross-table and cross-row rules are listed as skipped, never silently dropped
         skipped = suite.meta["skipped"]
         assert len([s for s in skipped if s.startswith("foreign_key:")]) == len(c.foreign_keys)
+        assert len([s for s in skipped if s.startswith("no_overlap:")]) == len(c.no_overlap)
         json.dumps(suite.to_json_dict())  # serialisable: can be archived with the results
 
 
@@ -143,6 +146,61 @@ def test_date_order_ignores_open_spells(contracts) -> None:
     ]
     assert (e.column_A, e.column_B) == ("deregistered_on", "registered_on")
     assert e.or_equal is True and e.ignore_row_if == "either_value_is_missing"
+
+
+def test_conditional_rules_use_a_row_condition(contracts) -> None:
+    suite = build_suite(contracts["stars_applications"])
+    by_rule = {e.meta["rule"]: e for e in suite.expectations}
+    e = by_rule["conditional:started_has_start_date"]
+    assert type(e).__name__ == "ExpectColumnValuesToNotBeNull" and e.column == "started_on"
+    assert e.row_condition.column.name == "status"
+    assert e.row_condition.parameter == ["COMPLETED", "INTERRUPTED", "IN_PROGRESS"]
+    assert type(by_rule["conditional:rejected_not_started"]).__name__ == (
+        "ExpectColumnValuesToBeNull")
+    e = by_rule["conditional:rejected_decision_has_rejected_status"]
+    assert type(e).__name__ == "ExpectColumnValuesToBeInSet" and e.value_set == ["REJECTED"]
+    assert any(s.startswith("no_overlap:") for s in
+               build_suite(contracts["pmlp_residence"]).meta["skipped"])
+
+
+def _applications() -> pl.DataFrame:
+    """Clean STARS applications, one per valid status/decision/date combination."""
+    d = dt.date(2025, 2, 1)
+    rows = [("APPROVED", "COMPLETED", d, d), ("APPROVED", "INTERRUPTED", d, d),
+            ("APPROVED", "IN_PROGRESS", d, None), ("APPROVED", "WITHDRAWN", None, None),
+            ("REJECTED", "REJECTED", None, None)] * 2
+    n = len(rows)
+    decision, status, started, ended = (list(x) for x in zip(*rows, strict=True))
+    return pl.DataFrame({
+        "application_id": [f"AP{i:08d}" for i in range(n)], "account_id": ["A00000001"] * n,
+        "programme_id": ["P0001"] * n, "grant_id": pl.Series([None] * n, dtype=pl.String),
+        "submitted_on": [dt.date(2025, 1, 10)] * n, "decision": decision,
+        "decided_on": [dt.date(2025, 1, 15)] * n, "status": status,
+        "started_on": pl.Series(started, dtype=pl.Date),
+        "ended_on": pl.Series(ended, dtype=pl.Date),
+        "public_cost_eur": [100.0] * n, "co_payment_eur": [0.0] * n,
+        "co_payment_payer": pl.Series([None] * n, dtype=pl.String)})
+
+
+@pytest.mark.parametrize(("column", "rows", "value", "expectation", "rule"), [
+    ("started_on", [0, 5], None, "expect_column_values_to_not_be_null",
+     "conditional:started_has_start_date"),
+    ("ended_on", [1], None, "expect_column_values_to_not_be_null",
+     "conditional:finished_has_end_date"),
+    ("ended_on", [2, 7], dt.date(2025, 3, 1), "expect_column_values_to_be_null",
+     "conditional:in_progress_not_ended"),
+    ("decision", [0, 1, 6], "REJECTED", "expect_column_values_to_be_in_set",
+     "conditional:rejected_decision_has_rejected_status"),
+    ("started_on", [4], dt.date(2025, 2, 1), "expect_column_values_to_be_null",
+     "conditional:rejected_not_started"),
+])
+def test_conditional_violation_fails_exactly_its_expectation(contracts, column, rows, value,
+                                                             expectation, rule) -> None:
+    c, df = contracts["stars_applications"], _applications()
+    assert validate_sample(c, sample_frame(df)).success
+    rep = validate_sample(c, sample_frame(_set(df, column, rows, value)))
+    assert [(f.expectation, f.rule, f.unexpected_count) for f in rep.failed] == [
+        (expectation, rule, len(rows))]
 
 
 def test_date_bounds_are_datetimes(contracts) -> None:

@@ -3,15 +3,16 @@
 For a few tables (monthly employer reports, unemployment spells, persons, employers, STARS
 applications) hypothesis draws small tables of *valid* rows straight from the YAML
 contracts (types, bounds, closed lists, reference codes, patterns, personal codes with
-a correct check digit, date order, nullability, unique keys) and validates them with
-:func:`impact.ingest.validate_frame`, the same code path :func:`impact.ingest.ingest`
-runs on a delivered file (personal-code check, pseudonymisation, rules, register
-patterns). Properties:
+a correct check digit, date order, conditional rules, nullability, unique keys) and
+validates them with :func:`impact.ingest.validate_frame`, the same code path
+:func:`impact.ingest.ingest` runs on a delivered file (personal-code check,
+pseudonymisation, rules, register patterns). Properties:
 
 * valid rows are never quarantined, and all of them are accepted;
 * one corrupted field (out-of-range value, unknown or malformed code, null in a
-  required column, inverted dates, month outside the delivery, wrong check digit,
-  unknown person or employer, unparseable value) is always caught: exactly that row is
+  required column, inverted dates, a value contradicting a conditional rule, month
+  outside the delivery, wrong check digit, unknown person or employer, unparseable
+  value) is always caught: exactly that row is
   quarantined and the expected rule is among its reasons; an unparseable value in a
   table so small that it exceeds the contract's ``max_type_error_share`` is a blocking
   ``type`` failure instead.
@@ -31,7 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from impact import personal_code
-from impact.contracts.model import Column, Contract, load_contracts
+from impact.contracts.model import Column, Conditional, Contract, Then, load_contracts
 from impact.contracts.rules import TableFailure
 from impact.ingest import IngestSettings, validate_frame
 from impact.pseudonym import PseudonymKey, pseudonymise
@@ -182,9 +183,35 @@ def _valid(contract: Contract, col: Column) -> st.SearchStrategy[str | None]:
     return st.one_of(st.none(), value) if col.nullable else value
 
 
+def _holds(row: dict[str, str | None], rule: Conditional) -> bool:
+    """Whether ``row`` satisfies a conditional rule."""
+    if row[rule.when.column] not in map(str, rule.when.values):
+        return True
+    value, then = row[rule.then.column], rule.then
+    if then.not_null:
+        return value is not None
+    if then.is_null:
+        return value is None
+    return value is None or value in map(str, then.values)
+
+
+def _satisfying(contract: Contract, then: Then) -> st.SearchStrategy[str | None]:
+    """A value of ``then.column`` that meets ``then``."""
+    if then.is_null:
+        return st.none()
+    if then.values is not None:
+        return st.sampled_from([str(v) for v in then.values])
+    return _valid(contract, contract.column(then.column)).filter(lambda v: v is not None)
+
+
 @st.composite
 def valid_row(draw, contract: Contract) -> dict[str, str | None]:
     row = {c.name: draw(_valid(contract, c)) for c in contract.columns}
+    for _ in contract.conditional:  # a pass per rule: a fix may make another rule apply
+        for rule in contract.conditional:
+            if not _holds(row, rule):
+                row[rule.then.column] = draw(_satisfying(contract, rule.then))
+    assert all(_holds(row, rule) for rule in contract.conditional)
     for rule in contract.date_order:  # the end is drawn after the start
         start, end = row[rule.start], row[rule.end]
         if start is not None and end is not None:
@@ -256,7 +283,16 @@ def corruption(draw, contract: Contract, row: dict[str, str | None]
         if c.type != "string":
             options.append(("type", c.name))
     options += [("date_order", d.name) for d in contract.date_order]
+    options += [("conditional", r.name) for r in contract.conditional]
     kind, name = draw(st.sampled_from(options))
+    if kind == "conditional":
+        rule = next(r for r in contract.conditional if r.name == name)
+        when = draw(st.sampled_from([str(v) for v in rule.when.values]))
+        then = rule.then  # not_null: a null; is_null: any value; in: a value not listed
+        value = None if then.not_null else draw(
+            _valid(contract, contract.column(then.column)).filter(
+                lambda v: v is not None and (then.is_null or v not in map(str, then.values))))
+        return {rule.when.column: when, then.column: value}, f"conditional:{name}"
     if kind == "null":
         return {name: None}, f"not_null:{name}"
     if kind == "date_order":

@@ -69,6 +69,11 @@ column list               ``ExpectTableColumnsToMatchSet(exact_match=True)`` ove
                           (``months=(first, last)``)
 ``date_order``            ``ExpectColumnPairValuesAToBeGreaterThanB(A=end, B=start,
                           or_equal=True, ignore_row_if="either_value_is_missing")``
+``conditional``           ``then``'s expectation (``not_null``:
+                          ``ExpectColumnValuesToNotBeNull``, ``is_null``:
+                          ``ExpectColumnValuesToBeNull``, ``in``:
+                          ``ExpectColumnValuesToBeInSet``) with
+                          ``row_condition=Column(when.column).is_in(when.in)``
 ========================  ==========================================================
 
 Not checked here, by design (listed in :attr:`GXReport.skipped`):
@@ -76,6 +81,8 @@ Not checked here, by design (listed in :attr:`GXReport.skipped`):
 * ``foreign_keys`` and ``not_after_event``: cross-table rules. On a sample they would
   need the full referenced table in pandas, and the polars engine already runs them on
   every row.
+* ``no_overlap``: a cross-row rule (periods of one person); a sample holds only some of a
+  person's periods, and GX has no expectation for overlapping intervals.
 * The personal-code **check digit** and calendar date: GX only checks the format. The
   check digit is :func:`impact.personal_code.valid_expr`'s job in the polars engine
   (GX would need a custom expectation, i.e. a second copy of that logic).
@@ -121,6 +128,9 @@ GX 1.24 pitfalls handled here
   to the constructor instead and works without any context. (The constructor, in turn,
   only *logs* invalid expectation configurations; ours are validated objects.)
 * ``ExpectTableColumnsToMatchSet`` takes ``column_set``, not ``column_list``.
+* ``row_condition`` (``conditional`` rules): a string with ``condition_parser`` is
+  deprecated since GX 1.9 (``DeprecationWarning``); we pass a ``Condition`` object
+  (``row_conditions.Column(...).is_in(...)``), which also serialises with the suite.
 * The pandas regex metric is ``column.astype(str).str.contains(regex)``: a pattern with a
   capturing group makes pandas emit a ``UserWarning`` on every run (our own patterns
   use ``(?:...)``; the warning is filtered for contract patterns), and ``contains``
@@ -165,8 +175,11 @@ from great_expectations.data_context.types.base import (  # noqa: E402
     InMemoryStoreBackendDefaults,
     ProgressBarsConfig,
 )
+from great_expectations.expectations.row_conditions import (  # noqa: E402
+    Column as Condition,
+)
 
-from impact.contracts.model import Column, Contract  # noqa: E402
+from impact.contracts.model import Column, Conditional, Contract  # noqa: E402
 
 __all__ = [
     "PERSONAL_CODE_FORMAT",
@@ -244,6 +257,20 @@ def _months(first: str, last: str) -> list[str]:
     if not out:
         raise ValueError(f"empty delivery period {first}..{last}")
     return out
+
+
+def _conditional(rule: Conditional, meta: dict[str, Any]) -> gxe.Expectation:
+    """The expectation of a ``conditional`` rule, restricted to its rows by a
+    ``row_condition`` (a GX ``Condition`` object, not the deprecated string form)."""
+    when = Condition(rule.when.column).is_in(list(rule.when.values))
+    then = rule.then
+    if then.not_null:
+        return gxe.ExpectColumnValuesToNotBeNull(column=then.column, row_condition=when,
+                                                 meta=meta)
+    if then.is_null:
+        return gxe.ExpectColumnValuesToBeNull(column=then.column, row_condition=when, meta=meta)
+    return gxe.ExpectColumnValuesToBeInSet(column=then.column, value_set=list(then.values or []),
+                                           row_condition=when, meta=meta)
 
 
 def build_suite(
@@ -387,11 +414,14 @@ def build_suite(
             column_A=d.end, column_B=d.start, or_equal=True,
             ignore_row_if="either_value_is_missing",
             meta=_meta(f"date_order:{d.name}", contract)))
+    for r in contract.conditional:
+        add(_conditional(r, _meta(f"conditional:{r.name}", contract)))
 
     skipped += [f"foreign_key:{f.column}->{f.table}: cross-table (polars engine)"
                 for f in contract.foreign_keys]
     skipped += [f"not_after_event:{e.name}: cross-table (polars engine)"
                 for e in contract.not_after_event]
+    skipped += [f"no_overlap:{o.name}: cross-row (polars engine)" for o in contract.no_overlap]
     # The constructor, not ``add_expectation``: the latter needs a current data context
     # (it checks whether the suite is saved there) and would write into it.
     return gx.ExpectationSuite(

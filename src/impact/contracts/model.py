@@ -22,10 +22,12 @@ changes between files; a table without any data row.
 non-nullable column, a value that does not parse as the column's type,
 out-of-range values, codes outside the allowed lists or reference tables,
 invalid personal codes, months outside the delivery, broken date order,
-foreign keys that point nowhere, events after death, duplicate keys that are
-not exact duplicates or corrections (including rows of one key tied on the
-version in one delivery), and (in :mod:`impact.ingest`) a CSV row with more
-or fewer fields than its header.
+foreign keys that point nowhere, events after death, a value that contradicts
+another column of the row (``conditional``: a COMPLETED application without a
+start date), a period overlapping an earlier one of the same person
+(``no_overlap``), duplicate keys that are not exact duplicates or corrections
+(including rows of one key tied on the version in one delivery), and (in
+:mod:`impact.ingest`) a CSV row with more or fewer fields than its header.
 
 ``docs/bad_input_catalogue.md`` lists every kind of bad input with its outcome.
 """
@@ -104,6 +106,68 @@ class NotAfterEvent(BaseModel):
     event_column: str
 
 
+class When(BaseModel):
+    """The rows a conditional rule applies to: ``column`` holds one of ``in``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    column: str
+    values: list[str] | list[int] = Field(alias="in", min_length=1)
+
+
+class Then(BaseModel):
+    """What those rows must satisfy: exactly one of ``not_null``, ``is_null`` or ``in``.
+
+    ``in`` constrains non-null values only (as ``allowed`` does); a required value is
+    ``not_null``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    column: str
+    not_null: bool = False
+    is_null: bool = False
+    values: list[str] | list[int] | None = Field(None, alias="in", min_length=1)
+
+    @model_validator(mode="after")
+    def _one_requirement(self) -> Then:
+        if self.not_null + self.is_null + (self.values is not None) != 1:
+            raise ValueError(f"then ({self.column}): give exactly one of not_null: true, "
+                             "is_null: true or in: [...]")
+        return self
+
+
+class Conditional(BaseModel):
+    """When ``when.column`` is in ``when.in``, ``then.column`` meets ``then``'s requirement.
+
+    Example: a COMPLETED application has a start date.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    when: When
+    then: Then
+
+
+class NoOverlap(BaseModel):
+    """Periods ``start``..``end`` (both days included, a null ``end`` is open) of one
+    ``key`` (e.g. a person) do not overlap.
+
+    A period starting on or before the end of an earlier-starting period of the same
+    ``key`` breaks the rule (the earlier one is kept). Rows repeating the contract key
+    are one period (duplicates and key conflicts are resolved at ingest), and rows that
+    broke another rule are left out of the comparison.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    key: str
+    start: str
+    end: str
+
+
 class Contract(BaseModel):
     """The contract of one source table."""
 
@@ -120,6 +184,8 @@ class Contract(BaseModel):
     foreign_keys: list[ForeignKey] = Field(default_factory=list)
     date_order: list[DateOrder] = Field(default_factory=list)
     not_after_event: list[NotAfterEvent] = Field(default_factory=list)
+    conditional: list[Conditional] = Field(default_factory=list)
+    no_overlap: list[NoOverlap] = Field(default_factory=list)
     max_type_error_share: float = Field(
         0.05, ge=0, le=1, description="Share of unparseable values above which the column "
                                       "is a wrong type (table level) rather than bad rows.")
@@ -134,6 +200,8 @@ class Contract(BaseModel):
         refs = set(self.key) | {f.column for f in self.foreign_keys}
         refs |= {d.start for d in self.date_order} | {d.end for d in self.date_order}
         refs |= {e.column for e in self.not_after_event} | {e.key for e in self.not_after_event}
+        refs |= {c for r in self.conditional for c in (r.when.column, r.then.column)}
+        refs |= {c for o in self.no_overlap for c in (o.key, o.start, o.end)}
         if self.version_column:
             refs.add(self.version_column)
         if self.partition_by_year:
@@ -141,7 +209,27 @@ class Contract(BaseModel):
         missing = refs - set(names)
         if missing:
             raise ValueError(f"{self.table}: rules name unknown columns {sorted(missing)}")
+        if self.no_overlap and self.partition_by_year:
+            raise ValueError(f"{self.table}: no_overlap compares all rows of a key at once; "
+                             "it cannot be checked a year at a time (partition_by_year)")
+        for r in self.conditional:
+            self._check_values(r.name, r.when.column, r.when.values)
+            if r.then.values is not None:
+                self._check_values(r.name, r.then.column, r.then.values)
         return self
+
+    def _check_values(self, rule: str, column: str, values: list[str] | list[int]) -> None:
+        """Values of a conditional rule suit the column (a misspelt one would silently
+        switch the rule off)."""
+        col = self.column(column)
+        if col.type not in ("string", "int"):
+            raise ValueError(f"{self.table}: conditional {rule!r}: 'in' on {col.type} column "
+                             f"{column}")
+        if col.allowed is not None:
+            unknown = sorted(set(map(str, values)) - set(map(str, col.allowed)))
+            if unknown:
+                raise ValueError(f"{self.table}: conditional {rule!r}: {unknown} not allowed "
+                                 f"in {column}")
 
     def column(self, name: str) -> Column:
         """The column called ``name``."""

@@ -15,6 +15,8 @@ Assumptions
   any other rule runs; every later rule, every example value and every
   quarantine record sees pseudonyms only.
 * Date ``min``/``max`` bounds are written ``YYYYMMDD`` in the contracts.
+* The one cross-row rule, ``no_overlap`` (:func:`overlap_rules`), runs last and
+  compares only rows that broke no other rule.
 """
 
 from __future__ import annotations
@@ -88,6 +90,38 @@ def _parse(col: Column, raw: pl.Expr) -> pl.Expr:
     raise ValueError(f"unknown column type {col.type}")
 
 
+_INTEGERS = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64)
+#: 0001-01-01 and 9999-12-31 as days since 1970-01-01 (the physical value of a Date)
+_DAY_1 = (date(1, 1, 1) - date(1970, 1, 1)).days
+_DAY_9999 = (date(9999, 12, 31) - date(1970, 1, 1)).days
+
+
+def _parse_stored(col: Column, values: pl.Series) -> pl.Expr | None:
+    """What :func:`_parse` gives for a column already stored with a fitting type
+    (Parquet), without the round trip through text; ``None`` where there is no shortcut.
+
+    The same values exactly: integers and ``Float64`` print and parse back to the same
+    number (any NaN becomes the canonical NaN, as through text), booleans to themselves,
+    dates of the years 1-9999 to themselves (others print in a form the parser rejects,
+    so such a column takes the text route).
+    """
+    raw, dtype = pl.col(col.name), values.dtype
+    if col.type in ("int", "float") and (dtype in _INTEGERS or dtype == pl.Float64):
+        x = raw.cast(pl.Float64).fill_nan(float("nan")) if dtype == pl.Float64 \
+            else raw.cast(pl.Float64)
+        if col.type == "float":
+            return x
+        return pl.when(x == x.round(0)).then(x.cast(pl.Int64, strict=False))
+    if col.type == "bool" and dtype == pl.Boolean:
+        return raw
+    if col.type == "date" and dtype == pl.Date:
+        days = values.to_physical()  # days since 1970-01-01 (a Python date stops at year 1)
+        lo, hi = days.min(), days.max()
+        if lo is None or (_DAY_1 <= lo and hi <= _DAY_9999):  # type: ignore[operator]
+            return raw
+    return None
+
+
 def _yyyymmdd(v: float) -> date:
     i = int(v)
     return date(i // 10000, i // 100 % 100, i % 100)
@@ -104,16 +138,23 @@ def parse_columns(df: pl.DataFrame, contract: Contract, file: str) -> tuple[pl.D
         ``max_type_error_share`` (a wrong type, not bad rows).
     """
     present = [c for c in contract.columns]
-    exprs, flags = [], []
+    exprs, empties, out_cols, flags = [], [], [], []
     for c in present:
         raw = pl.col(c.name)
-        # an empty field (null) or a quoted empty string counts as missing
-        empty = raw.is_null() | (raw.cast(pl.Utf8) == "")
-        parsed = _parse(c, raw)
-        exprs += [parsed.alias(c.name),
-                  (~empty & parsed.is_null()).alias(flag(f"type:{c.name}"))]
+        stored = _parse_stored(c, df.get_column(c.name)) if c.name in df.columns else None
+        if stored is not None:  # a number, boolean or date is never an empty text
+            empty, parsed = raw.is_null(), stored
+        else:
+            # an empty field (null) or a quoted empty string counts as missing
+            empty = raw.is_null() | (raw.cast(pl.Utf8) == "")
+            parsed = _parse(c, raw)
+        # parsed once: the type flag reads the parsed column instead of parsing again
+        exprs.append(parsed.alias(c.name))
+        empties.append(empty.alias(f"__empty__{c.name}"))
+        out_cols += [pl.col(c.name), (~pl.col(f"__empty__{c.name}") & pl.col(c.name).is_null())
+                     .alias(flag(f"type:{c.name}"))]
         flags.append(f"type:{c.name}")
-    out = df.select(*META, *exprs)
+    out = df.select(*META, *exprs, *empties).select(*META, *out_cols)
     if out.height:
         shares = out.select(pl.col(flag(f)).mean() for f in flags).row(0)
         for f, share in zip(flags, shares, strict=True):
@@ -170,6 +211,16 @@ def row_rules(contract: Contract, period: tuple[date, date],
                           v.is_not_null() & ((v < period[0]) | (v > period[1]))))
     for d in contract.date_order:
         rules.append((f"date_order:{d.name}", pl.col(d.end) < pl.col(d.start)))
+    for r in contract.conditional:
+        v = pl.col(r.then.column)
+        if r.then.not_null:  # a value that did not parse is a type finding, not a null
+            broken = v.is_null() & ~pl.col(flag(f"type:{r.then.column}"))
+        elif r.then.is_null:
+            broken = v.is_not_null()
+        else:
+            broken = v.is_not_null() & ~v.is_in(r.then.values)
+        rules.append((f"conditional:{r.name}", pl.col(r.when.column).is_in(r.when.values)
+                      & broken))
     for fk in contract.foreign_keys:
         ref = references.get(fk.table)
         if ref is None:
@@ -183,15 +234,24 @@ def row_rules(contract: Contract, period: tuple[date, date],
 
 
 def event_rules(df: pl.DataFrame, contract: Contract,
-                references: dict[str, pl.DataFrame]) -> tuple[pl.DataFrame, list[str]]:
-    """Flag rows dated after an event of the same person (e.g. income after death)."""
+                references: dict[str, pl.DataFrame],
+                events: dict[str, pl.Series] | None = None) -> tuple[pl.DataFrame, list[str]]:
+    """Flag rows dated after an event of the same person (e.g. income after death).
+
+    ``events`` may give, by rule name, each row's event date already looked up (null
+    where the person has none), as the join with the reference table would.
+    """
     names = []
     for e in contract.not_after_event:
-        ref = references[e.table].select(
-            pl.col(e.ref_key).alias("__k"), pl.col(e.event_column).alias("__event")
-        ).filter(pl.col("__event").is_not_null())  # only persons with the event matter
-        joined = df.select(pl.col(e.key).alias("__k"), pl.col(e.column).alias("__t")).join(
-            ref, on="__k", how="left", maintain_order="left")
+        if events and e.name in events:
+            joined = df.select(pl.col(e.column).alias("__t"),
+                               pl.lit(events[e.name]).alias("__event"))
+        else:
+            ref = references[e.table].select(
+                pl.col(e.ref_key).alias("__k"), pl.col(e.event_column).alias("__event")
+            ).filter(pl.col("__event").is_not_null())  # only persons with the event matter
+            joined = df.select(pl.col(e.key).alias("__k"), pl.col(e.column).alias("__t")
+                               ).join(ref, on="__k", how="left", maintain_order="left")
         bad = joined.select(
             (pl.col("__event").is_not_null()
              & (pl.col("__t").dt.month_start() > pl.col("__event").dt.month_start()))
@@ -201,21 +261,73 @@ def event_rules(df: pl.DataFrame, contract: Contract,
     return df, names
 
 
+def overlap_rules(df: pl.DataFrame, contract: Contract, flags: list[str]
+                  ) -> tuple[pl.DataFrame, list[str]]:
+    """Flag periods that start on or before the end of an earlier period of the same key.
+
+    Only rows that broke none of ``flags`` take part. Rows repeating the contract key
+    (exact duplicates, key conflicts: resolved later by the ingest) are one period,
+    represented by the first of them, and share its flag, so the row that the ingest
+    keeps never overlaps an accepted period.
+
+    Parameters
+    ----------
+    df
+        Typed rows with the violation columns of ``flags``.
+    contract
+        The table's contract (its ``no_overlap`` rules).
+    flags
+        Rules already checked.
+
+    Returns
+    -------
+    tuple[polars.DataFrame, list[str]]
+        ``df`` with one violation column per ``no_overlap`` rule, and the rule names
+        (``no_overlap:<name>``).
+    """
+    names = []
+    ok = ~pl.any_horizontal([pl.col(flag(r)) for r in flags]) if flags else pl.lit(True)
+    ident = contract.key or contract.names
+    df = df.with_row_index("__i")
+    for o in contract.no_overlap:
+        name = f"no_overlap:{o.name}"
+        rows = df.filter(ok & pl.col(o.key).is_not_null() & pl.col(o.start).is_not_null()
+                         ).select("__i", pl.col("__i").first().over(ident).alias("__rep"),
+                                  o.key, o.start, pl.col(o.end).fill_null(date.max).alias("__end"))
+        # sorted by start: the latest end among the key's earlier periods
+        reach = pl.col("__end").cum_max().shift(1).over(o.key)
+        bad = rows.filter(pl.col("__i") == pl.col("__rep")).sort(o.key, o.start, "__i").filter(
+            pl.col(o.start) <= reach)["__i"]
+        bad_rows = rows.filter(pl.col("__rep").is_in(bad.implode()))["__i"]
+        df = df.with_columns(pl.col("__i").is_in(bad_rows.implode()).alias(flag(name)))
+        names.append(name)
+    return df.drop("__i"), names
+
+
 def check(df: pl.DataFrame, contract: Contract, file: str, period: tuple[date, date],
-          references: dict[str, pl.DataFrame], extra_flags: dict[str, pl.Series] | None = None
-          ) -> Checked:
+          references: dict[str, pl.DataFrame], extra_flags: dict[str, pl.Series] | None = None,
+          precomputed: dict[str, pl.Series] | None = None,
+          events: dict[str, pl.Series] | None = None) -> Checked:
     """Parse and flag a raw table (all files of one table or one partition).
 
     ``extra_flags`` carries violation columns computed before pseudonymisation
-    (the personal-code rule), aligned with ``df``'s rows.
+    (the personal-code rule), aligned with ``df``'s rows. ``precomputed`` may replace
+    the expression of a row rule (by rule name) with its violation column already
+    computed the same way (the ingest checks foreign keys on distinct pseudonyms), and
+    ``events`` gives :func:`event_rules` the event dates already looked up.
     """
     typed, flags = parse_columns(df, contract, file)
     if extra_flags:
         typed = typed.with_columns(pl.Series(flag(k), v) for k, v in extra_flags.items())
         flags += list(extra_flags)
     rules = row_rules(contract, period, references)
-    typed = typed.with_columns(expr.fill_null(False).alias(flag(name)) for name, expr in rules)
+    known = precomputed or {}
+    typed = typed.with_columns(
+        (pl.lit(known[name]) if name in known else expr).fill_null(False).alias(flag(name))
+        for name, expr in rules)
     flags += [name for name, _ in rules]
-    typed, ev = event_rules(typed, contract, references)
+    typed, ev = event_rules(typed, contract, references, events)
     flags += ev
+    typed, ov = overlap_rules(typed, contract, flags)
+    flags += ov
     return Checked(frame=typed, rules=flags)
