@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("root", type=Path)
     ap.add_argument("--persons", type=int, default=None, help="label for the results")
     args = ap.parse_args()
+    load_before = os.getloadavg()  # other jobs on the machine slow the run down
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", CHILD, str(args.root)], capture_output=True,
                           text=True, check=False)
@@ -64,7 +65,9 @@ def main() -> None:
         "quarantined": sum(t["quarantined"] for t in child["tables"].values()),
         "all_ok": all(t["ok"] for t in child["tables"].values()),
         "tables": child["tables"],
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "load_avg_1_5_15_before": [round(x, 2) for x in load_before],
+                    "load_avg_1_5_15_after": [round(x, 2) for x in os.getloadavg()]},
     }
     print(json.dumps(record, indent=2))
     record_run(RESULTS, record, keys=("persons",))

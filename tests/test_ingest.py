@@ -256,3 +256,66 @@ def test_a_later_delivery_supersedes_an_earlier_one(clean_run, tmp_path) -> None
     got = keys.join(clean, on=["person_code", "employer_id", "period"])
     assert got.height == 5 and (got["gross_income"] == 12345.67).all()
     assert (got["source_file"] == "2028-07/vid_monthly_reports_2024.csv").all()
+
+
+def test_typed_parquet_columns_parse_like_their_text() -> None:
+    """Parquet keeps numbers, booleans and dates typed: they skip the round trip through
+    text, but must give the same values and type findings as the same values as text."""
+    from datetime import date
+
+    from polars.testing import assert_frame_equal
+
+    from impact.contracts.rules import DELIVERY, FILE, ROW, parse_columns
+
+    contract = load_contracts()["vid_monthly_reports"].model_copy(
+        update={"max_type_error_share": 1.0})
+    n = 8
+    typed = pl.DataFrame({
+        "report_id": ["r"] * n, "person_code": ["p"] * n, "employer_id": ["e"] * n,
+        "period": ["2024-01"] * n,
+        "gross_income": [1.5, float("nan"), float("inf"), -0.0, 1e300, 5e-324, None, 0.1],
+        "days_worked": pl.Series([0, 31, None, -5, 2**53 + 1, 2**62, -(2**63), 1],
+                                 dtype=pl.Int64),
+        # a float column for an int contract column: whole numbers parse, others do not
+        "hours_worked": [0.0, 2.5, float("nan"), None, 1e19, -3.0, float("-inf"), 40.0],
+        "occupation_code": ["1111"] * n, "contract_type": ["FIXED"] * n,
+        "part_time": [True, False, None, True, False, True, False, True],
+        "submitted_on": [date(1, 1, 1), date(9999, 12, 31), None, date(2024, 2, 29)] * 2,
+    }).with_columns(pl.int_range(1, n + 1, dtype=pl.Int64).alias(ROW), pl.lit("f").alias(FILE),
+                    pl.lit(0, dtype=pl.Int32).alias(DELIVERY))
+    text = typed.with_columns(pl.col(c).cast(pl.String) for c in contract.names)
+    got, flags = parse_columns(typed, contract, "f")
+    want, text_flags = parse_columns(text, contract, "f")
+    assert flags == text_flags
+    assert_frame_equal(got, want, check_exact=True)
+    # 2.5, NaN, 1e19 (beyond Int64) and -inf are not whole numbers of the int type
+    assert got["__v__type:hours_worked"].to_list() == [False, True, True, False, True, False,
+                                                      True, False]
+
+
+def test_shortcuts_on_hashes_are_exact_when_hashes_collide(dirty_run, tmp_path,
+                                                          monkeypatch) -> None:
+    """Distinct identifiers, known codes and repeated keys are found on 64-bit hashes and
+    checked against the values: with hashes that collide all the time, the clean rows,
+    the quarantine and the reconciliation must not change."""
+    root, out, results = dirty_run
+    hash_ = pl.Series.hash
+    monkeypatch.setattr(pl.Series, "hash",
+                        lambda self, seed=0, *a, **k: hash_(self, seed, *a, **k) % 3)
+    monkeypatch.setattr(pl.DataFrame, "hash_rows", lambda self, *a, **k: pl.Series(
+        "hash", [7] * self.height, dtype=pl.UInt64))
+    again = tmp_path / "out"
+    table = "vid_monthly_reports"
+    redo = ingest(deliveries_in(root / "landing"), IngestSettings(out=again, key=KEY),
+                  tables=[table])
+    assert redo[table].ok and redo[table].quarantined > 0
+    assert redo[table].files == results[table].files
+    assert redo[table].rules_hit == results[table].rules_hit
+    for name in ("pmlp_persons", table):
+        files = sorted(p.relative_to(out) for p in (out / "sources" / name).rglob("*.parquet"))
+        assert files == sorted(p.relative_to(again)
+                               for p in (again / "sources" / name).rglob("*.parquet"))
+        for f in files:
+            assert pl.read_parquet(out / f).equals(pl.read_parquet(again / f)), f
+    q = f"quarantine/{table}.parquet"
+    assert pl.read_parquet(out / q).equals(pl.read_parquet(again / q))

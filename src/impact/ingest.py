@@ -31,6 +31,7 @@ from __future__ import annotations
 import csv
 import re
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -42,10 +43,21 @@ import polars as pl
 
 from impact import personal_code
 from impact.atomic import write_json, write_parquet
-from impact.contracts.model import Contract, dependency_order, load_contracts
+from impact.contracts.model import (
+    Column,
+    Contract,
+    ForeignKey,
+    dependency_order,
+    load_contracts,
+)
 from impact.contracts.rules import DELIVERY, FILE, META, ROW, TableFailure, check, flag
 from impact.manifest import DeliveryManifest, FileEntry, ManifestError, sha256_file
-from impact.pseudonym import PseudonymKey, looks_pseudonymised_expr, pseudonymise_frame
+from impact.pseudonym import (
+    PseudonymKey,
+    looks_pseudonymised_expr,
+    pseudonymise_distinct,
+    pseudonymise_frame,
+)
 
 QUARANTINE_COLUMNS = ("table", "source_file", "row_number", "rules", "values")
 #: rule of a CSV row whose number of fields differs from the header's
@@ -286,17 +298,125 @@ def _structure(df: pl.DataFrame, contract: Contract, file: str) -> list[str]:
     return sorted(cols - set(contract.names))
 
 
-def _identity(df: pl.DataFrame, contract: Contract, settings: IngestSettings
-              ) -> tuple[pl.DataFrame, dict[str, pl.Series]]:
-    """Validate personal codes on the raw values, then pseudonymise identifiers."""
+#: per identifier column: a frame with one row per distinct raw value (derived columns:
+#: see :func:`_derive`) and, per row of the data, the index of its value in that frame
+Codes = tuple[pl.DataFrame, pl.Series]
+
+
+def _encode(s: pl.Series) -> tuple[pl.Series, pl.Series] | None:
+    """Distinct non-null values of a String column and each row's index into them.
+
+    The index is UInt32 and null where the value is null. Distinct values are found on a
+    64-bit hash of the strings (far cheaper than hashing and comparing the strings in a
+    ``unique`` and again in a join) and every row is then compared with the value its
+    index points to, so the encoding is exact; should two strings share a hash, the
+    strings themselves are used. ``None`` for a column that is not String.
+    """
+    if s.dtype != pl.String or s.len() >= 2**32:
+        return None
+    h = s.hash(seed=0)
+    first = h.arg_unique()
+    values, keys = s.gather(first), h.gather(first)
+    present = values.is_not_null()
+    values, keys = values.filter(present), keys.filter(present)
+    index = pl.DataFrame({"h": keys, "i": pl.int_range(values.len(), dtype=pl.UInt32,
+                                                        eager=True)})
+    ids = pl.DataFrame({"h": h}).join(index, on="h", how="left", maintain_order="left")["i"]
+    if not values.gather(ids).eq_missing(s).all():  # a hash collision: use the strings
+        values = s.unique().drop_nulls()
+        index = pl.DataFrame({"v": values, "i": pl.int_range(values.len(), dtype=pl.UInt32,
+                                                              eager=True)})
+        ids = pl.DataFrame({"v": s}).join(index, on="v", how="left", maintain_order="left")["i"]
+    return values, ids
+
+
+def _fk_rule(fk: ForeignKey) -> str:
+    return f"foreign_key:{fk.column}->{fk.table}"
+
+
+def _derive(c: Column, values: pl.Series, settings: IngestSettings) -> pl.DataFrame:
+    """What depends on an identifier's raw value alone, for distinct raw values of ``c``.
+
+    Columns: ``__value`` (the raw value), ``__personal_code`` (not a valid personal
+    code) for personal-code columns and ``__ps`` (the pseudonym) for pseudonymised ones.
+    """
+    out = values.alias("__value").to_frame()
+    if c.personal_code:
+        out = out.with_columns((~personal_code.valid_expr(pl.col("__value")))
+                               .alias("__personal_code"))
+    if c.pseudonymise:
+        out = out.with_columns(pseudonymise_distinct(values, settings.key, c.pseudonymise)
+                               .alias("__ps"))
+    return out
+
+
+class _Known:
+    """What an ingest run learnt about identifier values (thread-safe).
+
+    Per kind of identifier (personal-code check, pseudonym domain), :func:`_derive`'s
+    frame for every distinct raw value seen so far. The same persons appear in every
+    register and every yearly file (1.2 M persons, 80 M reports): each code is
+    validated and hashed with HMAC (in Python) once per run instead of once per table
+    and file. Raw codes stay in memory, for the duration of the run only.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._frames: dict[tuple[bool, str | None], pl.DataFrame] = {}
+
+    def derived(self, c: Column, values: pl.Series, settings: IngestSettings) -> pl.DataFrame:
+        """:func:`_derive`'s frame aligned with the distinct raw ``values`` of ``c``."""
+        kind = (c.personal_code, c.pseudonymise)
+        # values are matched on a 64-bit hash (cheaper than on the strings), checked
+        # against the strings after the join; on a hash collision, by the strings
+        h = values.hash(seed=0)
+        with self._lock:  # one group derives, a second one waiting reuses its work
+            known = self._frames.get(kind)
+            if known is None:
+                known = _derive(c, values, settings).with_columns(h.alias("__h"))
+                self._frames[kind] = known
+                return known  # in the order of ``values``
+            new = ~h.is_in(known["__h"].implode())
+            if new.any():
+                known = pl.concat([known, _derive(c, values.filter(new), settings)
+                                   .with_columns(h.filter(new).alias("__h"))])
+                self._frames[kind] = known
+        got = h.alias("__h").to_frame().join(known, on="__h", how="left", maintain_order="left")
+        if got.height == values.len() and got["__value"].eq_missing(values).all():
+            return got
+        frame = values.alias("__value").to_frame()
+        with self._lock:
+            known = self._frames[kind]
+            new = frame.join(known.select("__value"), on="__value", how="anti")
+            if new.height:
+                known = pl.concat([known, _derive(c, new["__value"], settings).with_columns(
+                    new["__value"].hash(seed=0).alias("__h"))])
+                self._frames[kind] = known
+        return frame.join(known.drop("__h"), on="__value", how="left", maintain_order="left")
+
+
+def _identity(df: pl.DataFrame, contract: Contract, settings: IngestSettings,
+              known: _Known | None = None
+              ) -> tuple[pl.DataFrame, dict[str, pl.Series], dict[str, Codes]]:
+    """Validate personal codes on the raw values, then pseudonymise identifiers.
+
+    Identifiers repeat (80 M reports, 1.2 M persons): each column is encoded once as
+    its distinct values plus a row index (:func:`_encode`); the checks and the HMAC run
+    on the distinct values (remembered across groups and tables by ``known``) and are
+    gathered back by the index. Returns the frame, the violation flags of the checks
+    and, per encoded pseudonymised column, its distinct values (``__ps``: pseudonyms)
+    and row index (see :func:`_lookups`).
+    """
+    known = known or _Known()
     flags: dict[str, pl.Series] = {}
+    codes: dict[str, Codes] = {}
+    rest: dict[str, str] = {}  # pseudonymised the general way (a column that is not String)
     for c in contract.columns:
         v = pl.col(c.name)
         if not (c.personal_code or c.pseudonymise):
             continue
-        # identifiers repeat (80 M reports, 1.2 M persons): judge each distinct value once
-        distinct = df.select(v.unique().drop_nulls())
         if settings.already_pseudonymised and c.pseudonymise:
+            distinct = df.select(v.unique().drop_nulls())
             bad = distinct.filter(~looks_pseudonymised_expr(v, c.pseudonymise))
             hit = df.select(v.is_in(bad[c.name].implode())).to_series()
             flags[f"pseudonym:{c.name}"] = hit
@@ -308,18 +428,70 @@ def _identity(df: pl.DataFrame, contract: Contract, settings: IngestSettings
                 df = df.join(hashed, on=c.name, how="left", maintain_order="left").with_columns(
                     pl.coalesce("__h", c.name).alias(c.name)).drop("__h")
             continue
+        enc = _encode(df.get_column(c.name))
+        if enc is None:  # judge each distinct value once, flag the rows holding a bad one
+            distinct = df.select(v.unique().drop_nulls())
+            if c.personal_code:
+                bad = distinct.filter(~personal_code.valid_expr(v))
+                flags[f"personal_code:{c.name}"] = df.select(
+                    v.is_in(bad[c.name].implode())).to_series()
+            if c.pattern and c.pseudonymise:
+                # format rules on identifiers run on the raw value, before hashing
+                bad = distinct.filter(~v.str.contains(c.pattern))
+                flags[f"pattern:{c.name}"] = df.select(
+                    v.is_in(bad[c.name].implode())).to_series()
+            if c.pseudonymise:
+                rest[c.name] = c.pseudonymise
+            continue
+        values, ids = enc
+        derived = known.derived(c, values, settings)
+        # gathered by the row index, a null value gives a null flag, as ``is_in`` does
         if c.personal_code:
-            bad = distinct.filter(~personal_code.valid_expr(v))
-            flags[f"personal_code:{c.name}"] = df.select(
-                v.is_in(bad[c.name].implode())).to_series()
+            flags[f"personal_code:{c.name}"] = derived["__personal_code"].gather(ids)
         if c.pattern and c.pseudonymise:
             # format rules on identifiers run on the raw value, before hashing
-            bad = distinct.filter(~v.str.contains(c.pattern))
-            flags[f"pattern:{c.name}"] = df.select(v.is_in(bad[c.name].implode())).to_series()
-    domains = {c.name: c.pseudonymise for c in contract.columns if c.pseudonymise}
-    if domains and not settings.already_pseudonymised:
-        df = pseudonymise_frame(df, domains, settings.key)
-    return df, flags
+            bad = values.to_frame("__value").select(~pl.col("__value").str.contains(c.pattern))
+            flags[f"pattern:{c.name}"] = bad.to_series().gather(ids)
+        if c.pseudonymise:
+            df = df.with_columns(derived["__ps"].gather(ids).alias(c.name))
+            codes[c.name] = (derived.select("__ps"), ids)
+    if rest:
+        df = pseudonymise_frame(df, rest, settings.key)
+    return df, flags, codes
+
+
+def _lookups(contract: Contract, codes: dict[str, Codes],
+             references: dict[str, pl.DataFrame]
+             ) -> tuple[dict[str, pl.Series], dict[str, pl.Series]]:
+    """Cross-table rules on the distinct pseudonyms, gathered back to the rows.
+
+    Returns the violation flags of the foreign keys on encoded columns (by rule name)
+    and, for the ``not_after_event`` rules keyed by an encoded column, each row's
+    event date (by rule name); :func:`impact.contracts.rules.check` uses them instead
+    of matching every row against the reference table. Rules whose reference is
+    missing, or whose event key repeats in the reference, are left to ``check``.
+    """
+    flags: dict[str, pl.Series] = {}
+    events: dict[str, pl.Series] = {}
+    for fk in contract.foreign_keys:
+        ref = references.get(fk.table)
+        if fk.column in codes and ref is not None and fk.ref_column in ref.columns:
+            distinct, ids = codes[fk.column]
+            missing = ~distinct["__ps"].is_in(ref[fk.ref_column].implode())
+            flags[_fk_rule(fk)] = missing.gather(ids)
+    for e in contract.not_after_event:
+        ref = references.get(e.table)
+        if e.key not in codes or ref is None:
+            continue
+        ref = ref.select(pl.col(e.ref_key).alias("__k"), pl.col(e.event_column).alias("__event")
+                         ).filter(pl.col("__event").is_not_null())
+        if ref["__k"].is_duplicated().any():  # the row-level join decides what happens
+            continue
+        distinct, ids = codes[e.key]
+        got = distinct.select(pl.col("__ps").alias("__k")).join(
+            ref, on="__k", how="left", maintain_order="left")
+        events[e.name] = got["__event"].gather(ids)
+    return flags, events
 
 
 def _values_json(contract: Contract) -> pl.Expr:
@@ -327,52 +499,122 @@ def _values_json(contract: Contract) -> pl.Expr:
     return pl.struct([pl.col(c).cast(pl.Utf8) for c in contract.names]).struct.json_encode()
 
 
-def _resolve(checked: pl.DataFrame, rules: list[str], contract: Contract
+#: types whose equal values always hash equal (floats do not: -0.0 and 0.0, NaNs)
+_HASH_EXACT = (pl.String, pl.Date, pl.Boolean, pl.Int8, pl.Int16, pl.Int32, pl.Int64,
+               pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64)
+
+
+def _repeated_hashes(h: pl.Series) -> pl.Series:
+    """Rows whose (non-null) hash occurs more than once (found by sorting the hashes)."""
+    s = h.sort()
+    again = s.filter(s == s.shift(1)).unique()
+    return h.is_in(again.implode())
+
+
+def _duplicated(df: pl.DataFrame, cols: list[str], hashes: pl.Series | None = None
+                ) -> pl.Series:
+    """``pl.struct(cols).is_duplicated()``, exactly, comparing only candidate rows.
+
+    Candidates are the rows whose hash of ``cols`` repeats (equal values hash equal):
+    ``hashes`` if given (one UInt64 per row, the same for equal values of ``cols``),
+    else the row hash where every column's type hashes exactly.
+    """
+    if hashes is None and all(df.schema[c] in _HASH_EXACT for c in cols):
+        hashes = df.select(cols).hash_rows()
+    if hashes is None:
+        return df.select(pl.struct(cols).is_duplicated()).to_series()
+    cand = _repeated_hashes(hashes)
+    if not cand.any():
+        return cand
+    sub = df.filter(cand).select(pl.struct(cols).is_duplicated()).to_series()
+    return cand.scatter(cand.arg_true(), sub)
+
+
+def _first_among(df: pl.DataFrame, among: pl.Series, cols: list[str]) -> pl.Series:
+    """``pl.when(among).then(pl.struct(cols).is_first_distinct()).otherwise(True)``, exactly,
+    when rows identical in ``cols`` are either all ``among`` or none: the first distinct
+    rows are then found among those rows alone (in order)."""
+    if not among.any():
+        return ~among
+    first = df.filter(among).select(pl.struct(cols).is_first_distinct()).to_series()
+    return (~among).scatter(among.arg_true(), first)
+
+
+def _key_hashes(frame: pl.DataFrame, key: list[str], codes: dict[str, Codes]
+                ) -> pl.Series | None:
+    """One UInt64 per row, equal for rows with equal (typed, pseudonymised) ``key`` values.
+
+    Pseudonymised columns contribute the hash of their distinct pseudonyms gathered by
+    the row index (hashing 80 M pseudonyms row by row is what this avoids); other key
+    columns their own hash. ``None`` if a key column's type does not hash exactly.
+    """
+    out = None
+    for i, c in enumerate(key):
+        if c in codes:
+            derived, ids = codes[c]
+            h = derived["__ps"].hash(seed=i).gather(ids).fill_null(i)
+        elif frame.schema[c] in _HASH_EXACT:
+            h = frame[c].hash(seed=i)
+        else:
+            return None
+        out = h if out is None else out ^ h
+    return out
+
+
+def _resolve(checked: pl.DataFrame, rules: list[str], contract: Contract,
+             key_hashes: pl.Series | None = None
              ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Split into accepted rows, quarantine records and a per-file tally."""
+    """Split into accepted rows, quarantine records and a per-file tally.
+
+    ``key_hashes`` (see :func:`_key_hashes`), aligned with ``checked``, speed up finding
+    the rows whose key repeats; the result is the same without them.
+    """
     any_bad = pl.any_horizontal([pl.col(flag(r)) for r in rules]) if rules else pl.lit(False)
     names = pl.concat_str(
         [pl.when(pl.col(flag(r))).then(pl.lit(r)) for r in rules], separator=";",
         ignore_nulls=True)
     df = checked.with_columns(any_bad.alias("__bad"))
     bad = df.filter(pl.col("__bad"))
+    if key_hashes is not None and contract.key:
+        key_hashes = key_hashes.filter(~df["__bad"])
+    else:
+        key_hashes = None
     good = df.filter(~pl.col("__bad")).select(*META, *contract.names)
+    del df
     # exact duplicates: identical in every contract column. Only rows whose key (or,
     # without a key, whose every column) repeats can be duplicates: compare those in full.
     probe = contract.key or contract.names
-    maybe = pl.struct(probe).is_duplicated()
-    good = good.with_columns(
-        pl.when(maybe).then(pl.struct(contract.names).is_first_distinct()).otherwise(True)
-        .alias("__first"))
-    dups = good.filter(~pl.col("__first")).group_by(FILE).len("duplicates")
-    good = good.filter(pl.col("__first")).drop("__first")
+    repeats = _duplicated(good, probe, key_hashes)
+    first = _first_among(good, repeats, contract.names)
+    dups = good.filter(~first).group_by(FILE).len("duplicates")
     superseded = pl.DataFrame(schema={FILE: pl.Utf8, "superseded": pl.UInt32})
     conflict = pl.DataFrame()
-    if contract.key:
-        if contract.version_column:
-            # a correction: same key, later version (or later delivery) wins; only the
-            # few rows whose key repeats need ordering
-            # rows of one key tied at the largest version in the same (latest) delivery
-            # with different values are a conflict, not a correction: the first is kept
-            # and the others quarantined, as for tables without a version
-            key, version = contract.key, pl.col(contract.version_column)
-            repeated = pl.struct(key).is_duplicated()
-            good = good.with_columns(repeated.alias("__rep"))
-            multi = good.filter(pl.col("__rep")).sort(
-                [*key, contract.version_column, DELIVERY, ROW])
-            top = (version.eq_missing(version.last().over(key))
-                   & (pl.col(DELIVERY) == pl.col(DELIVERY).last().over(key)))
-            multi = multi.with_columns(top.alias("__top")).with_columns(
-                (pl.col("__top") & (pl.int_range(pl.len()).over(key)
-                                    == pl.len().over(key) - pl.col("__top").sum().over(key)))
-                .alias("__keep"))
-            superseded = multi.filter(~pl.col("__top")).group_by(FILE).len("superseded")
-            conflict = multi.filter(pl.col("__top") & ~pl.col("__keep")).with_columns(
-                pl.lit(f"key_conflict:{','.join(key)}").alias("__rules"))
-            good = pl.concat([good.filter(~pl.col("__rep")),
-                              multi.filter(pl.col("__keep")).drop("__top", "__keep")]
-                             ).drop("__rep")
-        else:
+    if contract.key and contract.version_column:
+        # a correction: same key, later version (or later delivery) wins; only the
+        # few rows whose key repeats need ordering
+        # rows of one key tied at the largest version in the same (latest) delivery
+        # with different values are a conflict, not a correction: the first is kept
+        # and the others quarantined, as for tables without a version
+        key, version = contract.key, pl.col(contract.version_column)
+        # among the rows kept above, a key can repeat only on rows of `repeats`
+        kept = first & repeats
+        again = good.filter(kept).select(pl.struct(key).is_duplicated()).to_series()
+        rep = (kept & False).scatter(kept.arg_true(), again) if kept.any() else kept
+        multi = good.filter(rep).sort([*key, contract.version_column, DELIVERY, ROW])
+        top = (version.eq_missing(version.last().over(key))
+               & (pl.col(DELIVERY) == pl.col(DELIVERY).last().over(key)))
+        multi = multi.with_columns(top.alias("__top")).with_columns(
+            (pl.col("__top") & (pl.int_range(pl.len()).over(key)
+                                == pl.len().over(key) - pl.col("__top").sum().over(key)))
+            .alias("__keep"))
+        superseded = multi.filter(~pl.col("__top")).group_by(FILE).len("superseded")
+        conflict = multi.filter(pl.col("__top") & ~pl.col("__keep")).with_columns(
+            pl.lit(f"key_conflict:{','.join(key)}").alias("__rules"))
+        good = pl.concat([good.filter(first & ~rep),
+                          multi.filter(pl.col("__keep")).drop("__top", "__keep")])
+    else:
+        good = good.filter(first)
+        if contract.key:
             dupkey = good.with_columns(pl.struct(contract.key).is_first_distinct().alias("__f"))
             conflict = dupkey.filter(~pl.col("__f")).drop("__f").with_columns(
                 pl.lit(f"key_conflict:{','.join(contract.key)}").alias("__rules"))
@@ -396,12 +638,13 @@ def _resolve(checked: pl.DataFrame, rules: list[str], contract: Contract
         pl.col("__rules").alias("rules"),
         _values_json(contract).alias("values"),
     )
+    accepted = good[FILE].value_counts(name="accepted")  # cheaper than a group_by
     tally = (
         # every file with a row anywhere: one whose rows were all superseded or collapsed
         # as duplicates (a re-sent file) must reconcile too
-        pl.DataFrame({FILE: pl.concat([good[FILE], quarantine["source_file"], dups[FILE],
+        pl.DataFrame({FILE: pl.concat([accepted[FILE], quarantine["source_file"], dups[FILE],
                                        superseded[FILE]]).unique()})
-        .join(good.group_by(FILE).len("accepted"), on=FILE, how="left")
+        .join(accepted, on=FILE, how="left")
         .join(quarantine.group_by("source_file").len("quarantined").rename(
             {"source_file": FILE}), on=FILE, how="left")
         .join(dups, on=FILE, how="left")
@@ -448,14 +691,16 @@ def _load(contract: Contract, group: list[tuple[Path, FileEntry, int]],
 
 def _validate(load: Callable[[], pl.DataFrame], contract: Contract, label: str,
               period: tuple[date, date], references: dict[str, pl.DataFrame],
-              settings: IngestSettings
+              settings: IngestSettings, known: _Known | None = None
               ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict[str, int]]:
     """Identifiers, rules and register patterns of one loaded group of rows.
 
     ``load`` returns the raw rows (contract columns as read, ``META`` and optionally the
     field-count flag); it is called here so that the raw frame is freed after the
-    rules ran. Returns accepted rows, quarantine records, the per-file tally and the
-    number of rows hit per rule.
+    rules ran. ``known`` keeps what earlier groups and tables learnt about identifier
+    values.
+    Returns accepted rows, quarantine records, the per-file tally and the number of
+    rows hit per rule.
     """
     raw = load()
     if _FIELDS_BAD in raw.columns:
@@ -463,15 +708,19 @@ def _validate(load: Callable[[], pl.DataFrame], contract: Contract, label: str,
         raw = raw.drop(_FIELDS_BAD)
     else:
         fields_bad = pl.Series(_FIELDS_BAD, [False] * raw.height, dtype=pl.Boolean)
-    raw, pc_flags = _identity(raw, contract, settings)
+    raw, pc_flags, codes = _identity(raw, contract, settings, known)
+    precomputed, events = _lookups(contract, codes, references)
     checked = check(raw, contract, label, period, references,
-                    {FIELD_COUNT: fields_bad, **pc_flags})
-    del raw
+                    {FIELD_COUNT: fields_bad, **pc_flags}, precomputed=precomputed,
+                    events=events)
+    del raw, precomputed, events
     # a row with the wrong number of fields has misaligned values: that is its only reason
     checked.frame = checked.frame.with_columns(
         pl.col(flag(r)) & ~pl.col(flag(FIELD_COUNT)) for r in checked.rules
         if r != FIELD_COUNT)
-    good, quarantine, tally = _resolve(checked.frame, checked.rules, contract)
+    key_hashes = _key_hashes(checked.frame, contract.key, codes) if contract.key else None
+    del codes
+    good, quarantine, tally = _resolve(checked.frame, checked.rules, contract, key_hashes)
     sums = checked.frame.select(pl.col(flag(r)).sum() for r in checked.rules).row(0)
     hit = {r: int(n) for r, n in zip(checked.rules, sums, strict=True) if n}
     return good, quarantine, tally, hit
@@ -532,12 +781,13 @@ def _schema_drift(contract: Contract, files: list[tuple[Path, FileEntry, int]]) 
 
 def ingest_table(contract: Contract, files: list[tuple[Path, FileEntry, int]],
                  period: tuple[date, date], references: dict[str, pl.DataFrame],
-                 settings: IngestSettings, unlisted: list[str] | None = None
-                 ) -> tuple[TableResult, pl.LazyFrame | None]:
+                 settings: IngestSettings, unlisted: list[str] | None = None,
+                 known: _Known | None = None) -> tuple[TableResult, pl.LazyFrame | None]:
     """Ingest all files of one table.
 
     ``unlisted`` names data files of this table found in a delivery folder but not
     in its manifest (a blocking failure: their rows would silently be missing).
+    ``known`` carries what the run learnt about identifier values from earlier tables.
 
     Returns the result and a lazy scan of the clean output (``None`` when the
     table failed; a failed table's previous output is removed so that nothing
@@ -560,13 +810,15 @@ def ingest_table(contract: Contract, files: list[tuple[Path, FileEntry, int]],
             shutil.rmtree(staging)
         extra: set[str] = set()
         groups = _groups(contract, files)
+        # year groups share what they learn about identifiers: each person once per run
+        known = known or _Known()
 
         def one(i: int) -> tuple[list[FileReconciliation], pl.DataFrame, dict[str, int]]:
             group = groups[i]
             label = _label(*group[0][:2]) if len(group) == 1 else f"{len(group)} files"
             good, quarantine, tally, hit = _validate(
                 lambda: _load(contract, group, settings, extra), contract, label, period,
-                references, settings)
+                references, settings, known)
             recs = []
             for path, entry, _ in group:
                 row = tally.filter(pl.col(FILE) == _label(path, entry))
@@ -651,14 +903,26 @@ def _cross_check(contract: Contract, clean: pl.LazyFrame, period: tuple[date, da
     write_json(report.to_dict(), path, sort_keys=True)
 
 
+#: clean tables are written once and read a few times: zstd at its cheapest level
+#: compresses 79 M reports about as well as the default level in far less time
+_CLEAN_PARQUET = {"compression": "zstd", "compression_level": 1}
+
+
 def _write_clean(contract: Contract, clean: pl.DataFrame, folder: Path, part: int) -> None:
     """Write one group of clean rows (by year for year-split tables)."""
     if contract.partition_by_year and clean.height:
-        year = pl.col(contract.partition_by_year).dt.year().alias("__y")
-        for (y,), chunk in clean.with_columns(year).group_by("__y", maintain_order=True):
-            write_parquet(chunk.drop("__y"), folder / f"year={y}" / f"part-{part}.parquet")
+        year = pl.col(contract.partition_by_year).dt.year()
+        years = clean.select(year.unique()).to_series()
+        if years.len() == 1 and years[0] is not None:  # a yearly file: no need to split it
+            write_parquet(clean, folder / f"year={years[0]}" / f"part-{part}.parquet",
+                          **_CLEAN_PARQUET)
+            return
+        for (y,), chunk in clean.with_columns(year.alias("__y")).group_by(
+                "__y", maintain_order=True):
+            write_parquet(chunk.drop("__y"), folder / f"year={y}" / f"part-{part}.parquet",
+                          **_CLEAN_PARQUET)
     else:
-        write_parquet(clean, folder / f"part-{part}.parquet")
+        write_parquet(clean, folder / f"part-{part}.parquet", **_CLEAN_PARQUET)
 
 
 @dataclass(frozen=True)
@@ -716,6 +980,7 @@ def ingest(deliveries: list[Path], settings: IngestSettings,
     order = [t for t in dependency_order(contracts) if t in needed]
     references: dict[str, pl.DataFrame] = {}
     results: dict[str, TableResult] = {}
+    known = _Known()  # identifiers validated and hashed once for all tables
     try:
         batch = _Deliveries.read(deliveries)
     except ManifestError as exc:  # no table can be reconciled with its delivery
@@ -724,7 +989,7 @@ def ingest(deliveries: list[Path], settings: IngestSettings,
     for name in order if batch is not None else []:
         contract = contracts[name]
         res, clean = ingest_table(contract, batch.files(name), batch.period, references,
-                                  settings, batch.unlisted(name))
+                                  settings, batch.unlisted(name), known)
         results[name] = res
         keep = _reference_columns(name, contracts)
         if clean is not None and keep:

@@ -94,6 +94,7 @@ __all__ = [
     "PseudonymKeyError",
     "looks_pseudonymised_expr",
     "pseudonymise",
+    "pseudonymise_distinct",
     "pseudonymise_frame",
 ]
 
@@ -498,6 +499,27 @@ def pseudonymise(values: pl.Series, key: PseudonymKey, domain: str) -> pl.Series
     name = values.name or "values"
     frame = values.alias(name).to_frame()
     return pseudonymise_frame(frame, {name: domain}, key).to_series().alias(values.name)
+
+
+def pseudonymise_distinct(values: pl.Series, key: PseudonymKey, domain: str) -> pl.Series:
+    """Keyed pseudonyms of *distinct*, non-null raw identifiers, aligned with them.
+
+    The building block for callers that encode a column once (its distinct values plus
+    a row index) and gather the pseudonyms back themselves: the same pseudonyms as
+    :func:`pseudonymise` (persons normalised first), without any join on the full
+    column. Raw values that normalise alike are hashed once.
+    """
+    if not isinstance(values, pl.Series):
+        raise TypeError("values must be a polars Series")
+    if not isinstance(key, PseudonymKey):
+        raise TypeError("key must be a PseudonymKey")
+    frame = values.cast(pl.String).to_frame("raw").select(
+        _prepared("raw", domain).alias("prepared"))
+    unique = frame["prepared"].unique()
+    hashed = pl.DataFrame({"prepared": unique,
+                           "pseudonym": _pseudonym_series(unique, key, domain)})
+    return frame.join(hashed, on="prepared", how="left", maintain_order="left"
+                      )["pseudonym"].alias(values.name)
 
 
 def looks_pseudonymised_expr(col: str | pl.Expr, domain: str | None = None) -> pl.Expr:
