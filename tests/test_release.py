@@ -152,6 +152,32 @@ def test_rejected_pre_trend_blocks_publication(released, tmp_path) -> None:
     assert release.run_publication(blocked).path.is_dir()
 
 
+def test_key_fingerprint_in_the_run_id_and_mixed_keys_refused(released, tmp_path) -> None:
+    from impact.ingest import KEY_RECORD
+    from impact.pseudonym import PseudonymKey
+
+    cfg, _, result, _ = released
+    demo = PseudonymKey.demo().fingerprint
+    manifest = json.loads((result.path / "manifest.json").read_text())
+    assert demo in json.dumps(manifest)  # recorded with the seeds
+    assert release.key_fingerprint(cfg.data.sources) == demo
+    root = tmp_path / "other_key"
+    root.mkdir()
+    for part in ("landing", "panel", "research", "indicators", "estimates", "twins"):
+        (root / part).symlink_to(cfg.data.root / part, target_is_directory=True)
+    shutil.copytree(cfg.data.sources, root / "sources", symlinks=True)
+    records = sorted((root / "sources").glob(f"*/{KEY_RECORD}"))
+    assert len(records) >= 15
+    records[0].write_text(json.dumps({"fingerprint": "0badc0de"}))
+    with pytest.raises(release.PublicationBlocked, match="different keys"):
+        release.run_publication(_config(root))
+    assert not (root / "publish").exists()
+    for r in records:  # every table of the other key: published, under another run id
+        r.write_text(json.dumps({"fingerprint": "0badc0de"}))
+    other = release.run_publication(_config(root))
+    assert other.path.name != result.path.name
+
+
 def test_no_raw_code_or_key_in_anything_the_evaluation_writes(released, tmp_path) -> None:
     """Sources, panel, research tables, twins, estimates, indicators, the publication and
     the report: no raw personal code and no key material anywhere."""

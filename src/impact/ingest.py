@@ -70,6 +70,11 @@ _OTHER_SEPARATORS = (";", "\t", "|")
 DATA_SUFFIXES = (".csv", ".parquet")
 
 
+#: In every clean table's folder: the fingerprint of the key that pseudonymised it (never
+#: the key). The release refuses tables of different keys and puts it in the run id.
+KEY_RECORD = "_pseudonym_key.json"
+
+
 @dataclass
 class FileReconciliation:
     """Where every row of one file went."""
@@ -856,9 +861,19 @@ def ingest_table(contract: Contract, files: list[tuple[Path, FileEntry, int]],
         if unbalanced:
             raise TableFailure(contract.table, unbalanced[0], None, "reconciliation",
                                "rows in != accepted + quarantined + duplicates + superseded")
+        write_json({"fingerprint": settings.key.fingerprint,
+                    "already_pseudonymised": settings.already_pseudonymised},
+                   staging / KEY_RECORD)
+        # swap: the old table is renamed aside, then the new one in, then the old removed,
+        # so the table's folder is never half deleted (readers wait while staging exists)
+        aside = settings.out / "sources" / f".{contract.table}.old"
+        if aside.exists():
+            shutil.rmtree(aside)
         if folder.exists():
-            shutil.rmtree(folder)
+            folder.replace(aside)
         staging.replace(folder)
+        if aside.exists():
+            shutil.rmtree(aside)
         write_parquet(pl.concat(quarantines, how="vertical_relaxed"),
                         settings.out / "quarantine" / f"{contract.table}.parquet")
         res.ok = True
@@ -869,7 +884,7 @@ def ingest_table(contract: Contract, files: list[tuple[Path, FileEntry, int]],
         return res, clean
     except TableFailure as failure:
         res.failure = str(failure)
-        for stale in (staging, folder):
+        for stale in (folder, staging):  # staging last: it marks the table as changing
             if stale.exists():
                 shutil.rmtree(stale)
         return res, None

@@ -24,9 +24,10 @@ The pipeline rewrites these files while researchers query them: a single file (t
 episode tables) is replaced atomically (rename); a panel year is swapped in as a whole
 folder (``panel.build``: old folder renamed aside to ``.panel.year=YYYY.old``, new one
 renamed in, old one removed); a source table is written to ``sources/.<table>.staging``
-and replaces ``sources/<table>`` (ingest: old folder removed file by file, staging
-renamed in). A glob read while that happens can see a year or a table missing, or part
-of a source table, or fail on a file that vanished between listing and opening.
+and replaces ``sources/<table>`` (ingest: old folder renamed aside to
+``sources/.<table>.old``, staging renamed in, old one removed). A glob read while that
+happens can see a year or a table missing, or fail on a file that vanished between listing
+and opening.
 
 :func:`run` (and so ``impact query``) therefore never trusts a single look: it lists the
 files of every view the query names, with their inode, size and modification time, runs
@@ -34,11 +35,11 @@ the query on exactly those files, and lists them again. The result is returned o
 nothing changed in between and no writer was inside its unsafe step: for ``panel``, a
 ``.panel.year=YYYY.old`` folder whose ``panel/year=YYYY`` is missing (between the two
 renames); for ``src_<table>``, the folder ``sources/.<table>.staging`` (present during
-the whole ingest of the table, since the deletion of the old folder cannot be told
-apart from the rest). Otherwise the query runs again after a short pause (10 ms, doubling
-up to 0.5 s) until ``wait`` seconds have passed, then :class:`TablesBusy` is raised: the
-documented "try again", also what a killed writer's leftovers give until the table is
-rebuilt. A result therefore always comes from complete files of one moment.
+the whole ingest of the table, until the two renames are done). Otherwise the query runs
+again after a short pause (10 ms, doubling up to 0.5 s) until ``wait`` seconds have
+passed, then :class:`TablesBusy` is raised: the documented "try again", also what a
+killed writer's leftovers give until the table is rebuilt. A result therefore always comes
+from complete files of one moment.
 
 Limits: a full panel rebuild swaps the years one after another, so a query running
 between two swaps sees some years rebuilt and others not (every year complete; the panel
@@ -124,6 +125,8 @@ def _possible_views(root: Path) -> list[str]:
     """Every view name of ``root``: present, or being written (an ingest's staging folder)."""
     names = list(RESEARCH)
     for p in _glob(root / "sources", "*") or []:
+        if p.name.endswith(".old"):  # an ingest's previous table, being removed
+            continue
         name = "src_" + p.name.removeprefix(".").removesuffix(".staging")
         if p.is_dir() and name not in names:
             names.append(name)
@@ -145,8 +148,8 @@ def _busy(root: Path, view: str) -> bool:
         return any(not (root / "panel" / old.name[len(".panel."):-len(".old")]).is_dir()
                    for old in root.glob(".panel.*.old"))
     if view.startswith("src_"):
-        # impact.ingest writes ``sources/.<table>.staging``, deletes ``sources/<table>`` file by
-        # file and renames the staging folder in: the marker covers the whole rewrite
+        # impact.ingest writes ``sources/.<table>.staging``, renames ``sources/<table>`` aside
+        # and the staging folder in: the marker covers the whole rewrite
         return (root / "sources" / f".{view.removeprefix('src_')}.staging").exists()
     return False  # research tables: one file each, replaced by a rename
 

@@ -167,6 +167,32 @@ def _inputs(cfg: EvaluationConfig) -> list[Any]:
     return files
 
 
+def key_fingerprint(sources: Path) -> str | None:
+    """The fingerprint of the pseudonymisation key of the clean source tables.
+
+    Read from each table's ``_pseudonym_key.json`` (written by the ingest). ``None`` when no
+    table has one (tables ingested before the record existed).
+
+    Raises
+    ------
+    PublicationBlocked
+        The tables were pseudonymised with different keys (a rotation left half done):
+        their pseudonyms do not link, so nothing built from them may be published.
+    """
+    from impact.ingest import KEY_RECORD
+
+    seen: dict[str, list[str]] = {}
+    for record in sorted(Path(sources).glob(f"*/{KEY_RECORD}")):
+        fp = json.loads(record.read_text(encoding="utf-8"))["fingerprint"]
+        seen.setdefault(fp, []).append(record.parent.name)
+    if len(seen) > 1:
+        raise PublicationBlocked(
+            "the source tables were pseudonymised with different keys ("
+            + "; ".join(f"key {fp}: {', '.join(t)}" for fp, t in sorted(seen.items()))
+            + "): re-ingest every table with one key (docs/key_management.md)")
+    return next(iter(seen), None)
+
+
 def _data_vintage(cfg: EvaluationConfig) -> str:
     files = sorted(cfg.data.panel.glob("year=*/*.parquet"))
     last = pl.scan_parquet(files, hive_partitioning=False).select(pl.col("month").max()
@@ -292,11 +318,13 @@ def run_publication(cfg: EvaluationConfig) -> ReleaseResult:
     PublicationBlocked
         The twins failed their balance gate (and ``publish.require_balance``), the joint
         pre-trend test rejected for a gating outcome (and
-        ``publish.require_parallel_trends``), or the disclosure audit could still recover a
-        suppressed cell.
+        ``publish.require_parallel_trends``), the source tables were pseudonymised with
+        different keys, or the disclosure audit could still recover a suppressed cell.
     """
     from impact.disclosure import apply_disclosure_control
     from impact.publish import RunMeta, publish, run_id
+
+    fingerprint = key_fingerprint(cfg.data.sources)
 
     if cfg.publish.require_balance:
         fails = balance_failures(cfg)
@@ -334,8 +362,10 @@ def run_publication(cfg: EvaluationConfig) -> ReleaseResult:
     meta = RunMeta(
         data_vintage=_data_vintage(cfg), config=config, code_version=_code_version(),
         input_files=_inputs(cfg),
+        # the key is part of the run: another key gives other pids, tie-breaks and twins
         seeds={"twins": cfg.twins.seed, "estimates": cfg.estimates.seed,
-               **({"synth": cfg.synth.seed} if cfg.synth else {})},
+               **({"synth": cfg.synth.seed} if cfg.synth else {}),
+               **({"pseudonym_key": fingerprint} if fingerprint else {})},
         estimator={"indicators": "matched estimator on per-person indicator values "
                    "(did: post minus pre-period; level: post), Abadie-Imbens variance "
                    "for reused twins, normal CIs; ratios linearised",
