@@ -112,13 +112,23 @@ def test_re_running_gives_byte_identical_tables(released) -> None:
     assert before == after
 
 
+PARTS = ("landing", "sources", "panel", "research", "twins", "estimates", "indicators")
+
+
+def _variant(cfg: EvaluationConfig, root: Path, copy: str) -> Path:
+    """A data root linking every stage folder of ``cfg`` except ``copy``, which is copied
+    (to be edited by the test)."""
+    root.mkdir()
+    for part in PARTS:
+        if part != copy:
+            (root / part).symlink_to(cfg.data.root / part, target_is_directory=True)
+    shutil.copytree(cfg.data.root / copy, root / copy, symlinks=True)
+    return root
+
+
 def test_failed_balance_gate_blocks_publication(released, tmp_path) -> None:
     cfg, _, _, _ = released
-    root = tmp_path / "blocked"
-    root.mkdir()
-    for part in ("landing", "sources", "panel", "research", "indicators", "estimates"):
-        (root / part).symlink_to(cfg.data.root / part, target_is_directory=True)
-    shutil.copytree(cfg.data.twins, root / "twins")
+    root = _variant(cfg, tmp_path / "blocked", "twins")
     meta = json.loads((root / "twins" / "settings.json").read_text())
     meta["failures"] = ["cohort group 2025-01..2025-03: |SMD| 0.31 > 0.1 (earn_l1)"]
     (root / "twins" / "settings.json").write_text(json.dumps(meta))
@@ -133,11 +143,7 @@ def test_failed_balance_gate_blocks_publication(released, tmp_path) -> None:
 
 def test_rejected_pre_trend_blocks_publication(released, tmp_path) -> None:
     cfg, _, _, _ = released
-    root = tmp_path / "pretrend"
-    root.mkdir()
-    for part in ("landing", "sources", "panel", "research", "indicators", "twins"):
-        (root / part).symlink_to(cfg.data.root / part, target_is_directory=True)
-    shutil.copytree(cfg.data.estimates, root / "estimates")
+    root = _variant(cfg, tmp_path / "pretrend", "estimates")
     tests = json.loads((root / "estimates" / "pretrend.json").read_text())
     assert tests["earnings_real"]["computed"] and tests["days_worked"]["computed"]
     tests["days_worked"]["pvalue"] = 0.001  # below 0.05 / 2
@@ -161,11 +167,7 @@ def test_key_fingerprint_in_the_run_id_and_mixed_keys_refused(released, tmp_path
     manifest = json.loads((result.path / "manifest.json").read_text())
     assert demo in json.dumps(manifest)  # recorded with the seeds
     assert release.key_fingerprint(cfg.data.sources) == demo
-    root = tmp_path / "other_key"
-    root.mkdir()
-    for part in ("landing", "panel", "research", "indicators", "estimates", "twins"):
-        (root / part).symlink_to(cfg.data.root / part, target_is_directory=True)
-    shutil.copytree(cfg.data.sources, root / "sources", symlinks=True)
+    root = _variant(cfg, tmp_path / "other_key", "sources")
     records = sorted((root / "sources").glob(f"*/{KEY_RECORD}"))
     assert len(records) >= 15
     records[0].write_text(json.dumps({"fingerprint": "0badc0de"}))
