@@ -7,6 +7,7 @@ rename is atomic on one file system. Parent folders are created.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -43,3 +44,21 @@ def write_json(obj: Any, path: Path, *, sort_keys: bool = False) -> None:
                    encoding="utf-8")
     checkpoint(path)
     tmp.replace(path)
+
+
+def replace_folder(new: Path, folder: Path, aside: Path) -> None:
+    """Put the finished folder ``new`` in place of ``folder``.
+
+    The old ``folder`` is renamed to ``aside`` first and removed only after ``new`` is in
+    place, so a reader sees the old folder or the new one (or, for the instant between the
+    two renames, none), never a half-deleted one. ``aside`` must be on the same file system
+    and outside any glob that readers use (a hidden name); leftovers of a killed run there
+    are removed first.
+    """
+    if aside.exists():
+        shutil.rmtree(aside)
+    if folder.exists():
+        folder.replace(aside)
+    new.replace(folder)
+    if aside.exists():
+        shutil.rmtree(aside)

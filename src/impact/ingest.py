@@ -42,7 +42,7 @@ from pathlib import Path
 import polars as pl
 
 from impact import personal_code
-from impact.atomic import write_json, write_parquet
+from impact.atomic import replace_folder, write_json, write_parquet
 from impact.contracts.model import (
     Column,
     Contract,
@@ -864,16 +864,8 @@ def ingest_table(contract: Contract, files: list[tuple[Path, FileEntry, int]],
         write_json({"fingerprint": settings.key.fingerprint,
                     "already_pseudonymised": settings.already_pseudonymised},
                    staging / KEY_RECORD)
-        # swap: the old table is renamed aside, then the new one in, then the old removed,
-        # so the table's folder is never half deleted (readers wait while staging exists)
-        aside = settings.out / "sources" / f".{contract.table}.old"
-        if aside.exists():
-            shutil.rmtree(aside)
-        if folder.exists():
-            folder.replace(aside)
-        staging.replace(folder)
-        if aside.exists():
-            shutil.rmtree(aside)
+        # never half deleted (readers wait while staging exists)
+        replace_folder(staging, folder, settings.out / "sources" / f".{contract.table}.old")
         write_parquet(pl.concat(quarantines, how="vertical_relaxed"),
                         settings.out / "quarantine" / f"{contract.table}.parquet")
         res.ok = True

@@ -32,7 +32,7 @@ from pathlib import Path
 import polars as pl
 
 from impact import episodes as ep
-from impact.atomic import write_parquet
+from impact.atomic import replace_folder, write_parquet
 from impact.faults import checkpoint
 from impact.panel import demography, labour, learning, state
 from impact.panel.dictionary import names
@@ -241,14 +241,7 @@ def _publish(parts: list[Future], tmp_dir: Path, folder: Path, secs: dict[int, f
         part.result()
     checkpoint(folder)
     out = folder.parent  # aside, outside ``out`` (hidden folders in it are read too)
-    old = out.parent / f".{out.name}.{folder.name}.old"
-    if old.exists():
-        shutil.rmtree(old)
-    if folder.exists():
-        folder.rename(old)
-    tmp_dir.rename(folder)
-    if old.exists():
-        shutil.rmtree(old)
+    replace_folder(tmp_dir, folder, out.parent / f".{out.name}.{folder.name}.old")
     secs[y] = round(time.perf_counter() - t0, 2)
 
 
