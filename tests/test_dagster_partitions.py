@@ -14,10 +14,10 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
-from polars.testing import assert_frame_equal
 
 from impact import evaluate
 from impact.twins.riskset import TwinSettings
+from tests.twins_files import assert_same_twins
 
 REPO = Path(__file__).resolve().parents[1]
 TWINS = ("twins_plan", "twins_cohort", "twins")
@@ -48,17 +48,6 @@ def sequential(research, tmp_path_factory) -> Path:
     return out
 
 
-def _same_twins(a: Path, b: Path) -> None:
-    for name in ("summary", "balance", "unmatched", "pre_trajectories"):
-        x = pl.read_parquet(a / f"{name}.parquet").drop("seconds", strict=False)
-        y = pl.read_parquet(b / f"{name}.parquet").drop("seconds", strict=False)
-        assert_frame_equal(x, y, check_exact=False, rel_tol=1e-12, abs_tol=1e-12)
-    files = sorted(p.relative_to(a) for p in (a / "pairs").rglob("*.parquet"))
-    assert files and files == sorted(p.relative_to(b) for p in (b / "pairs").rglob("*.parquet"))
-    for f in files:
-        assert_frame_equal(pl.read_parquet(a / f), pl.read_parquet(b / f))
-
-
 def _home(tmp: Path) -> Path:
     home = tmp / "dagster_home"
     home.mkdir()
@@ -75,7 +64,7 @@ def test_incremental_runs_and_cohort_sensor(research, sequential, tmp_path, monk
     monkeypatch.setenv("DAGSTER_HOME", str(_home(tmp_path)))
     first = run(cfg, TWINS)
     assert first.success, [(o.key, o.message) for o in first.failed]
-    _same_twins(sequential, root / "twins")
+    assert_same_twins(sequential, root / "twins")
     cohorts = sorted((root / "twins" / "cohorts").glob("*.pkl"))
     n = len(cohorts)
     assert n >= 3 and len(first.run_ids) == 3  # plan, one range of cohorts, combination
@@ -90,7 +79,7 @@ def test_incremental_runs_and_cohort_sensor(research, sequential, tmp_path, monk
     assert outcome["twins_plan"].metadata["made_anew"] is False
     assert "already matched" in (outcome["twins_cohort"].message or "")
     assert {p: p.stat().st_mtime_ns for p in cohorts} == stamp
-    _same_twins(sequential, root / "twins")
+    assert_same_twins(sequential, root / "twins")
 
     # a cohort whose twins are missing (as for a new cohort): only it is matched
     cohorts[1].unlink()
@@ -99,7 +88,7 @@ def test_incremental_runs_and_cohort_sensor(research, sequential, tmp_path, monk
     matched = {o.key: o.metadata for o in third.outcomes}["twins_cohort"]["cohorts"]
     assert list(matched) == [cohorts[1].stem]
     assert all(p.stat().st_mtime_ns == stamp[p] for p in cohorts if p != cohorts[1])
-    _same_twins(sequential, root / "twins")
+    assert_same_twins(sequential, root / "twins")
 
     # the cohort sensor: nothing to do; then one range per missing block of cohorts
     sensor = defs.get_repository_def().get_sensor_def("cohort_sensor")
@@ -162,7 +151,7 @@ def test_two_parallel_cohort_runs_equal_sequential(research, sequential, tmp_pat
     wall = time.perf_counter() - t0
     assert all("RUN_SUCCESS" in o for o in outs)
     _wait(_dagster(["--select", "twins"], env), "combination")
-    _same_twins(sequential, root / "twins")
+    assert_same_twins(sequential, root / "twins")
     # both ranges' runs overlapped in time (they ran in parallel, not one after the other)
     monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
     with dg.DagsterInstance.get() as instance:

@@ -7,7 +7,6 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -27,6 +26,7 @@ from impact.twins.plan import (
 )
 from impact.twins.riskset import TwinSettings, match_cohorts, pre_trajectories
 from impact.twins.riskset import write as write_twins
+from tests.twins_files import assert_same_twins
 
 SETTINGS = TwinSettings(gate_min_treated=10)
 
@@ -54,24 +54,13 @@ def _planned(arrays: PanelArrays, out: Path, order: list[int] | None = None):
         return plan, combine_planned(plan, out)
 
 
-def _same_tables(a: Path, b: Path) -> None:
-    for name in ("summary", "balance", "unmatched", "pre_trajectories"):
-        x = pl.read_parquet(a / f"{name}.parquet").drop("seconds", strict=False)
-        y = pl.read_parquet(b / f"{name}.parquet").drop("seconds", strict=False)
-        assert_frame_equal(x, y, check_exact=False, rel_tol=1e-12, abs_tol=1e-12)
-    files = sorted(p.relative_to(a) for p in (a / "pairs").rglob("*.parquet"))
-    assert files == sorted(p.relative_to(b) for p in (b / "pairs").rglob("*.parquet"))
-    for f in files:
-        assert_frame_equal(pl.read_parquet(a / f), pl.read_parquet(b / f))
-
-
 def test_cohort_by_cohort_equals_all_at_once(arrays, whole, tmp_path: Path) -> None:
     """Plan, cohorts in reverse order, combination: the same files as one call."""
     write_twins(whole, tmp_path / "whole")
     n = len(whole.summary)
     assert n >= 3
     plan, res = _planned(arrays, tmp_path / "parts", order=list(range(n))[::-1])
-    _same_tables(tmp_path / "whole", tmp_path / "parts")
+    assert_same_twins(tmp_path / "whole", tmp_path / "parts")
     assert res.passed == whole.passed and res.failures() == whole.failures()
     assert_frame_equal(res.pre, pre_trajectories(arrays, whole), check_exact=False, rel_tol=1e-12)
     summary = (tmp_path / "parts" / "plan.json").read_text()
