@@ -106,11 +106,14 @@ def contiguous_ranges(order: list[str], todo: list[str],
     return [(b[i], b[min(i + size, len(b)) - 1]) for b in blocks for i in range(0, len(b), size)]
 
 
-def _config_error(impact_config: ImpactConfig) -> str | None:
+def _invalid_config(impact_config: ImpactConfig) -> dg.SkipReason | None:
+    """The skip of a sensor or schedule tick whose evaluation config is invalid (with the
+    config error), else None."""
     try:
         impact_config.load()
     except dg.Failure as exc:
-        return exc.description or "invalid evaluation config"
+        error = exc.description or "invalid evaluation config"
+        return dg.SkipReason(f"evaluation config invalid, nothing launched: {error}")
     return None
 
 
@@ -125,9 +128,9 @@ def build_automation(delivery_job: AssetJob,
                description="Launches the ingest of every source table when a complete "
                "delivery (manifest and all its files) appears under data.root/landing/.")
     def delivery_sensor(context: dg.SensorEvaluationContext, impact_config: ImpactConfig):
-        error = _config_error(impact_config)
-        if error:
-            return dg.SkipReason(f"evaluation config invalid, nothing launched: {error}")
+        skip = _invalid_config(impact_config)
+        if skip:
+            return skip
         cfg = impact_config.load()
         complete, incomplete = delivery_state(cfg.data.landing)
         seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
@@ -146,9 +149,9 @@ def build_automation(delivery_job: AssetJob,
         @dg.schedule(job=job, cron_schedule=cron, execution_timezone=TIMEZONE, name=name,
                      default_status=dg.DefaultScheduleStatus.STOPPED, description=description)
         def _schedule(context: dg.ScheduleEvaluationContext, impact_config: ImpactConfig):
-            error = _config_error(impact_config)
-            if error:
-                return dg.SkipReason(f"evaluation config invalid, nothing launched: {error}")
+            skip = _invalid_config(impact_config)
+            if skip:
+                return skip
             when = context.scheduled_execution_time
             return dg.RunRequest(run_key=f"{name}:{when.isoformat() if when else 'now'}")
 
@@ -174,9 +177,9 @@ def build_cohort_sensor(cohort_job: AssetJob, evaluation_job: AssetJob,
     def cohort_sensor(context: dg.SensorEvaluationContext, impact_config: ImpactConfig):
         from impact.twins.plan import PlanError, cohorts_to_match, combined_plan, read_plan
 
-        error = _config_error(impact_config)
-        if error:
-            return dg.SkipReason(f"evaluation config invalid, nothing launched: {error}")
+        skip = _invalid_config(impact_config)
+        if skip:
+            return skip
         cfg = impact_config.load()
         try:
             plan = read_plan(cfg.data.twins)
