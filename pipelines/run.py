@@ -155,14 +155,13 @@ def _segments(keys: list[dg.AssetKey]) -> tuple[list[dg.AssetKey], list[dg.Asset
     return keys[:i], [TWINS_COHORT_KEY], keys[i + 1:]
 
 
-def cohort_ranges(instance: dg.DagsterInstance, resource: ImpactConfig,
-                  parts: int = 1) -> list[tuple[str, str]]:
+def cohort_ranges(instance: dg.DagsterInstance, resource: ImpactConfig) -> list[tuple[str, str]]:
     """Ranges of the cohort partitions still to match with the stored plan."""
     from impact.twins.plan import cohorts_to_match, read_plan
 
     cfg = resource.load()
     todo = cohorts_to_match(read_plan(cfg.data.twins), cfg.data.twins)
-    return contiguous_ranges(instance.get_dynamic_partitions(COHORTS.name), todo, parts)
+    return contiguous_ranges(instance.get_dynamic_partitions(COHORTS.name), todo)
 
 
 def _plain(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -249,10 +248,10 @@ def run(
             if k in keys:
                 step_of.setdefault(a.op.name, []).append(k)
     outcomes = {k: AssetOutcome(key=k.to_user_string(), status="not run") for k in keys}
-    cohort_runs = 0
+    cohorts_matched = 0
     for ev in events:
         if ev.event_type_value == "ASSET_MATERIALIZATION" and ev.asset_key == TWINS_COHORT_KEY:
-            cohort_runs += 1
+            cohorts_matched += 1
         if ev.event_type_value == "ASSET_MATERIALIZATION" and ev.asset_key in outcomes:
             o = outcomes[ev.asset_key]
             o.status = "ok"
@@ -285,7 +284,7 @@ def run(
         o.status, o.message = "ok", "every cohort already matched with the current plan"
     elif TWINS_COHORT_KEY in outcomes and outcomes[TWINS_COHORT_KEY].status == "ok":
         o = outcomes[TWINS_COHORT_KEY]
-        o.metadata = {"cohorts_matched": cohort_runs, **o.metadata}
+        o.metadata = {"cohorts_matched": cohorts_matched, **o.metadata}
     for k, o in outcomes.items():
         if o.status == "ok" and o.check_passed is False:  # defensive: never expected
             o.status = "failed"
