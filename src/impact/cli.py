@@ -259,7 +259,15 @@ def _config_option(help_text: str) -> Any:
     help="Make a new twins plan and match every cohort again, even if the stored plan is "
     "current (by default only cohorts not yet matched with the current plan are matched).",
 )
-def run(config_path: Path, select: tuple[str, ...], verbose: bool, rematch: bool) -> None:
+@click.option(
+    "--full-ingest",
+    is_flag=True,
+    help="Read and validate every file of the selected source tables again (by default "
+    "ingest is incremental: a year or table whose files, contract, key and looked-up "
+    "reference rows did not change is reused from the ingest cache; the output is the same).",
+)
+def run(config_path: Path, select: tuple[str, ...], verbose: bool, rematch: bool,
+        full_ingest: bool) -> None:
     """Materialise pipeline assets in this process, without the Dagster UI.
 
     Runs the selected assets of the Dagster code location (pipelines/) with the given
@@ -276,8 +284,10 @@ def run(config_path: Path, select: tuple[str, ...], verbose: bool, rematch: bool
       impact run --config configs/demo.yaml --select sources
       impact run --config configs/demo.yaml --select evaluation,publication
       impact run --select +vid_monthly_reports
+      impact run --select sources --full-ingest
     """
-    code = _run_pipeline(config_path, select, data_root=None, verbose=verbose, rematch=rematch)
+    code = _run_pipeline(config_path, select, data_root=None, verbose=verbose, rematch=rematch,
+                         full_ingest=full_ingest)
     if code:
         sys.exit(code)
 
@@ -314,6 +324,7 @@ def _run_pipeline(
     data_root: Path | None,
     verbose: bool,
     rematch: bool = False,
+    full_ingest: bool = False,
 ) -> int:
     """Check config, key and landing, run the selected assets, print the summary.
 
@@ -362,6 +373,7 @@ def _run_pipeline(
         data_root=data_root,
         log_level="INFO" if verbose else "CRITICAL",
         rematch=rematch,
+        full_ingest=full_ingest,
     )
     click.echo(format_run_summary(report))
     if report.success and "publication" in names:

@@ -24,11 +24,43 @@ then the population register, employers, and the rest):
 6. **write** clean Parquet (zstd) to ``sources/``, quarantine to
    ``quarantine/`` and the per-file reconciliation
    ``rows_in = accepted + quarantined + duplicates + superseded``.
+
+Incremental ingest
+------------------
+Steps 1-5 run independently per *group* of files (one per year for a year-split
+table, else the whole table). Each validated group leaves a record in
+``<out>/.ingest_cache/<table>/<group>/`` (:data:`CACHE_DIR`): its clean part (a hard
+link of the file in ``sources/``), quarantine records, per-file tally, rules hit, extra
+columns, and what its result depends on:
+
+* a digest of the *static* inputs (:func:`_static_digest`): the group's files (each
+  file's manifest entry with SHA-256, rows and format, its delivery folder and sequence),
+  the contract, the key fingerprint (never the key), ``already_pseudonymised``,
+  ``verify_checksums``, :data:`CACHE_VERSION` and the polars version; plus each file's
+  ``stat`` (size, mtime, ctime, inode), so that a file changed behind its manifest is
+  read (and its checksum verified) again;
+* the *period*, which rules use only through ``within_delivery``: the record keeps the
+  period, and per such column the smallest and largest value and the rows it flagged;
+* the *references*: for every cross-table rule (foreign keys, ``allowed_from``,
+  ``not_after_event``) the distinct values the group looks up (pseudonyms, never raw
+  codes) and a digest of what the reference says about exactly those values
+  (:func:`_lookup_digests`).
+
+A later run reuses a group, without reading its files, iff the static digest and the file
+stats are equal, the period cannot change any ``within_delivery`` flag (same period, or no
+row flagged and every value inside the new period) and the lookups of the current
+references give the same digests; anything else validates the group again, so the output
+is identical to a full ingest. ``IngestSettings(incremental=False)`` validates every group
+(and refreshes the records). The Great Expectations cross-check of a table is repeated
+only when one of its inputs changed (:func:`_gx_digest`).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
+import os
 import re
 import shutil
 import threading
@@ -38,6 +70,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -74,6 +107,15 @@ DATA_SUFFIXES = (".csv", ".parquet")
 #: the key). The release refuses tables of different keys and puts it in the run id.
 KEY_RECORD = "_pseudonym_key.json"
 
+#: Under ``IngestSettings.out``: one folder per table with a record per validated group
+#: (see the module docstring). Hidden and outside ``sources/``: not a table.
+CACHE_DIR = ".ingest_cache"
+#: Version of the validation code. Bump it whenever a change to this module, to
+#: :mod:`impact.contracts.rules` or to :mod:`impact.pseudonym` can change a group's clean
+#: rows, quarantine, tally or rules hit for the same inputs: every cached group is then
+#: validated again.
+CACHE_VERSION = 1
+
 
 @dataclass
 class FileReconciliation:
@@ -107,6 +149,10 @@ class TableResult:
     seconds: float = 0.0
     gx_success: bool | None = None
     gx_failed_rules: list[str] = field(default_factory=list)
+    #: groups (``year=YYYY`` or ``all``) taken from the incremental-ingest cache unread
+    groups_reused: list[str] = field(default_factory=list)
+    #: groups whose files were read and validated in this run
+    groups_validated: list[str] = field(default_factory=list)
 
     @property
     def rows_in(self) -> int:
@@ -144,6 +190,10 @@ class IngestSettings:
         Rows of each clean table re-validated with Great Expectations as an
         independent cross-check (0 switches it off); the report is written to
         ``validation/<table>.gx.json``.
+    incremental
+        Reuse the cached result of a group whose inputs are unchanged (see the module
+        docstring); ``False`` validates every group again (a full re-ingest) and
+        refreshes the cache. The output is the same either way.
     """
 
     out: Path
@@ -152,6 +202,7 @@ class IngestSettings:
     verify_checksums: bool = True
     gx_sample: int = 100_000
     parallel_groups: int = 2
+    incremental: bool = True
 
 
 def _label(path: Path, entry: FileEntry) -> str:
@@ -696,14 +747,16 @@ def _load(contract: Contract, group: list[tuple[Path, FileEntry, int]],
 
 def _validate(load: Callable[[], pl.DataFrame], contract: Contract, label: str,
               period: tuple[date, date], references: dict[str, pl.DataFrame],
-              settings: IngestSettings, known: _Known | None = None
+              settings: IngestSettings, known: _Known | None = None,
+              facts: dict[str, Any] | None = None
               ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict[str, int]]:
     """Identifiers, rules and register patterns of one loaded group of rows.
 
     ``load`` returns the raw rows (contract columns as read, ``META`` and optionally the
     field-count flag); it is called here so that the raw frame is freed after the
     rules ran. ``known`` keeps what earlier groups and tables learnt about identifier
-    values.
+    values. ``facts``, if given, receives what the result depends on besides the rows
+    (see :func:`_group_facts`), for the incremental-ingest cache.
     Returns accepted rows, quarantine records, the per-file tally and the number of
     rows hit per rule.
     """
@@ -724,10 +777,16 @@ def _validate(load: Callable[[], pl.DataFrame], contract: Contract, label: str,
         pl.col(flag(r)) & ~pl.col(flag(FIELD_COUNT)) for r in checked.rules
         if r != FIELD_COUNT)
     key_hashes = _key_hashes(checked.frame, contract.key, codes) if contract.key else None
+    if facts is not None:
+        facts.update(_group_facts(contract, checked.frame, codes))
     del codes
     good, quarantine, tally = _resolve(checked.frame, checked.rules, contract, key_hashes)
     sums = checked.frame.select(pl.col(flag(r)).sum() for r in checked.rules).row(0)
     hit = {r: int(n) for r, n in zip(checked.rules, sums, strict=True) if n}
+    if facts is not None:
+        for name, within in facts["within"].items():
+            if within is not None:
+                within["hits"] = hit.get(f"within_delivery:{name}", 0)
     return good, quarantine, tally, hit
 
 
@@ -793,6 +852,9 @@ def ingest_table(contract: Contract, files: list[tuple[Path, FileEntry, int]],
     ``unlisted`` names data files of this table found in a delivery folder but not
     in its manifest (a blocking failure: their rows would silently be missing).
     ``known`` carries what the run learnt about identifier values from earlier tables.
+    With ``settings.incremental``, a group whose cached record is still valid (see the
+    module docstring) is taken from ``<out>/.ingest_cache/<table>/`` without reading
+    its files; the output is the same as if it had been validated.
 
     Returns the result and a lazy scan of the clean output (``None`` when the
     table failed; a failed table's previous output is removed so that nothing
@@ -802,6 +864,7 @@ def ingest_table(contract: Contract, files: list[tuple[Path, FileEntry, int]],
     res = TableResult(table=contract.table, ok=False)
     folder = settings.out / "sources" / contract.table
     staging = settings.out / "sources" / f".{contract.table}.staging"
+    cache = settings.out / CACHE_DIR / contract.table
     try:
         if unlisted:
             raise TableFailure(contract.table, unlisted[0], None, "manifest",
@@ -813,30 +876,46 @@ def ingest_table(contract: Contract, files: list[tuple[Path, FileEntry, int]],
         _schema_drift(contract, files)
         if staging.exists():
             shutil.rmtree(staging)
-        extra: set[str] = set()
+        _remove_leftovers(cache)
         groups = _groups(contract, files)
+        gids = [_group_id(contract, g) for g in groups]
         # year groups share what they learn about identifiers: each person once per run
         known = known or _Known()
 
-        def one(i: int) -> tuple[list[FileReconciliation], pl.DataFrame, dict[str, int]]:
-            group = groups[i]
+        def one(i: int) -> _GroupOutcome:
+            group, gid = groups[i], gids[i]
+            static = _static_digest(contract, group, settings)
+            if settings.incremental:
+                reused = _reuse(cache / gid, static, group, contract, period, references,
+                                staging, i)
+                if reused is not None:
+                    return reused
+            stats = _stats(group)  # before reading: a file changed meanwhile is read again
             label = _label(*group[0][:2]) if len(group) == 1 else f"{len(group)} files"
+            extra: set[str] = set()
+            facts: dict[str, Any] = {}
             good, quarantine, tally, hit = _validate(
                 lambda: _load(contract, group, settings, extra), contract, label, period,
-                references, settings, known)
-            recs = []
-            for path, entry, _ in group:
-                row = tally.filter(pl.col(FILE) == _label(path, entry))
-                counts = row.row(0, named=True) if row.height else {}
-                recs.append(FileReconciliation(
-                    table=contract.table, file=_label(path, entry), rows_in=entry.rows,
-                    accepted=int(counts.get("accepted", 0)),
-                    quarantined=int(counts.get("quarantined", 0)),
-                    duplicates=int(counts.get("duplicates", 0)),
-                    superseded=int(counts.get("superseded", 0))))
-            _write_clean(contract, good.drop(ROW, DELIVERY).rename({FILE: "source_file"}),
-                         staging, part=i)
-            return recs, quarantine, hit
+                references, settings, known, facts)
+            recs = _reconcile(contract, group, tally)
+            dirs = _write_clean(contract, good.drop(ROW, DELIVERY).rename({FILE: "source_file"}),
+                                staging, part=i)
+            outcome = _GroupOutcome(gid, recs, quarantine, hit, sorted(extra), dirs)
+            try:
+                lookups = _lookup_digests(contract, facts["lookups"], references)
+            except Exception:  # a lookup the cache cannot repeat: never reuse this group
+                lookups = None
+            if stats is not None and lookups is not None:
+                outcome.lookups = facts["lookups"]
+                outcome.record = {
+                    "version": CACHE_VERSION, "table": contract.table, "group": gid,
+                    "static": static, "stats": stats,
+                    "period": [period[0].isoformat(), period[1].isoformat()],
+                    "within": facts["within"], "lookups": lookups,
+                    "lookup_columns": sorted(facts["lookups"]),
+                    "files": [asdict(r) for r in recs], "rules_hit": hit,
+                    "extra_columns": sorted(extra), "clean": dirs}
+            return outcome
 
         workers = max(1, min(settings.parallel_groups, len(groups)))
         if workers == 1:
@@ -845,12 +924,14 @@ def ingest_table(contract: Contract, files: list[tuple[Path, FileEntry, int]],
             # polars releases the GIL: year groups overlap their I/O and single-threaded parts
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 outcomes = list(pool.map(one, range(len(groups))))
-        quarantines, hits = [], {}
-        for recs, quarantine, hit in outcomes:
-            res.files.extend(recs)
-            quarantines.append(quarantine)
-            for r, n in hit.items():
+        quarantines, hits, extra = [], {}, set()
+        for o in outcomes:
+            res.files.extend(o.files)
+            quarantines.append(o.quarantine)
+            for r, n in o.hits.items():
                 hits[r] = hits.get(r, 0) + n
+            extra |= set(o.extra)
+            (res.groups_reused if o.reused else res.groups_validated).append(o.gid)
         res.extra_columns = sorted(extra)
         res.rules_hit = hits
         if res.rows_in == 0:
@@ -868,11 +949,18 @@ def ingest_table(contract: Contract, files: list[tuple[Path, FileEntry, int]],
         replace_folder(staging, folder, settings.out / "sources" / f".{contract.table}.old")
         write_parquet(pl.concat(quarantines, how="vertical_relaxed"),
                         settings.out / "quarantine" / f"{contract.table}.parquet")
+        for i, o in enumerate(outcomes):
+            if o.record is not None and not o.reused:
+                _store(cache, o, folder, part=i)
+        _prune(cache, {*gids, GX_RECORD})
         res.ok = True
         res.output = str(folder)
         clean = pl.scan_parquet(folder / "**" / "*.parquet", hive_partitioning=False)
         if settings.gx_sample:
-            _cross_check(contract, clean, period, references, settings, res)
+            gx_key = _gx_digest(contract, outcomes, period, references, settings)
+            if not (settings.incremental and _gx_reuse(cache, gx_key, settings, res)):
+                _cross_check(contract, clean, period, references, settings, res)
+                _gx_store(cache, gx_key, settings, res)
         return res, clean
     except TableFailure as failure:
         res.failure = str(failure)
@@ -882,6 +970,360 @@ def ingest_table(contract: Contract, files: list[tuple[Path, FileEntry, int]],
         return res, None
     finally:
         res.seconds = round(time.perf_counter() - t0, 2)
+
+
+def _reconcile(contract: Contract, group: list[tuple[Path, FileEntry, int]],
+               tally: pl.DataFrame) -> list[FileReconciliation]:
+    """One reconciliation per file of ``group`` from :func:`_resolve`'s per-file tally."""
+    recs = []
+    for path, entry, _ in group:
+        row = tally.filter(pl.col(FILE) == _label(path, entry))
+        counts = row.row(0, named=True) if row.height else {}
+        recs.append(FileReconciliation(
+            table=contract.table, file=_label(path, entry), rows_in=entry.rows,
+            accepted=int(counts.get("accepted", 0)),
+            quarantined=int(counts.get("quarantined", 0)),
+            duplicates=int(counts.get("duplicates", 0)),
+            superseded=int(counts.get("superseded", 0))))
+    return recs
+
+
+# --------------------------------------------------------------------------- incremental
+
+
+@dataclass
+class _GroupOutcome:
+    """The result of one group of files, validated in this run or reused from the cache.
+
+    ``dirs``: sub-folders of the clean table holding the group's part (see
+    :func:`_write_clean`). ``record``: the group's cache record (``None`` for a validated
+    group that cannot be cached); ``lookups``: for a validated group, the distinct values
+    it looked up in reference tables.
+    """
+
+    gid: str
+    files: list[FileReconciliation]
+    quarantine: pl.DataFrame
+    hits: dict[str, int]
+    extra: list[str]
+    dirs: list[str]
+    reused: bool = False
+    record: dict[str, Any] | None = None
+    lookups: dict[str, pl.Series] | None = None
+
+
+def _group_id(contract: Contract, group: list[tuple[Path, FileEntry, int]]) -> str:
+    """Name of a group of :func:`_groups`: ``year=YYYY`` for a year group, else ``all``."""
+    years = {entry.year for _, entry, _ in group}
+    if contract.partition_by_year and len(years) == 1 and None not in years:
+        return f"year={years.pop()}"
+    return "all"
+
+
+def _static_digest(contract: Contract, group: list[tuple[Path, FileEntry, int]],
+                   settings: IngestSettings) -> str:
+    """SHA-256 of every input of a group's result except the period and the references.
+
+    The files (manifest entry: SHA-256, rows, format, columns, year; delivery folder and
+    sequence, which order corrections), the contract, the key's fingerprint (never the
+    key), the settings that change the output, :data:`CACHE_VERSION` and the polars
+    version. Assumes the manifest's SHA-256 describes the file, which the run that
+    made the record verified (with ``verify_checksums``) and :func:`_stats` keeps true.
+    """
+    doc = {
+        "version": CACHE_VERSION, "polars": pl.__version__,
+        "contract": contract.model_dump(mode="json"),
+        "key": settings.key.fingerprint,
+        "already_pseudonymised": settings.already_pseudonymised,
+        "verify_checksums": settings.verify_checksums,
+        "files": [{"delivery": path.parent.name, "sequence": seq,
+                   "entry": entry.model_dump(mode="json")} for path, entry, seq in group],
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _stats(group: list[tuple[Path, FileEntry, int]]) -> list[list[int]] | None:
+    """Size, mtime, ctime and inode of each file (``None`` if one is missing).
+
+    A file rewritten after its record was made (even to the same size, or without
+    updating its manifest) has another ctime or inode: its group is read again and its
+    checksum verified, as a full ingest would.
+    """
+    out = []
+    for path, _, _ in group:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        out.append([st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino])
+    return out
+
+
+def _lookup_rules(contract: Contract) -> list[tuple[str, str, str, str, str | None]]:
+    """Rules that look values up in other tables' clean output.
+
+    ``(rule, column looked up, reference table, reference column, event column)``; the
+    event column only for ``not_after_event`` (the reference column is then its key).
+    """
+    out: list[tuple[str, str, str, str, str | None]] = [
+        (_fk_rule(fk), fk.column, fk.table, fk.ref_column, None) for fk in contract.foreign_keys]
+    for c in contract.columns:
+        if c.allowed_from:
+            table, col = c.allowed_from.split(".")
+            out.append((f"allowed_from:{c.name}", c.name, table, col, None))
+    for e in contract.not_after_event:
+        out.append((f"not_after_event:{e.name}", e.key, e.table, e.ref_key, e.event_column))
+    return out
+
+
+def _group_facts(contract: Contract, frame: pl.DataFrame, codes: dict[str, Codes]
+                 ) -> dict[str, Any]:
+    """What a validated group's result depends on besides its rows.
+
+    ``lookups``: per column looked up by a cross-table rule, its distinct non-null values
+    as the rules saw them (typed; pseudonyms for pseudonymised columns, taken from the
+    encoding of :func:`_identity` where there is one: a string column's typed values are
+    its pseudonyms). Every row's flag of such a rule is a function of its value's entry
+    in the reference, so the rule flags the same rows as long as the reference says the
+    same about these values. ``within``: per ``within_delivery`` column (the only rules
+    using the period), the smallest and largest value (ISO dates; ``None`` for a column
+    that is not a date) and, filled in by :func:`_validate`, the rows flagged.
+    """
+    lookups: dict[str, pl.Series] = {}
+    for _, col, _, _, _ in _lookup_rules(contract):
+        if col in lookups:
+            continue
+        if col in codes and contract.column(col).type == "string":
+            values = codes[col][0]["__ps"].drop_nulls().unique(maintain_order=True)
+        else:
+            values = frame[col].drop_nulls().unique().sort()
+        lookups[col] = values.alias("v")
+    within: dict[str, dict[str, Any] | None] = {}
+    for c in contract.columns:
+        if c.within_delivery:
+            s = frame[c.name]
+            if s.dtype == pl.Date:
+                lo, hi = s.min(), s.max()
+                within[c.name] = {"min": lo.isoformat() if lo is not None else None,
+                                  "max": hi.isoformat() if hi is not None else None, "hits": 0}
+            else:
+                within[c.name] = None
+    return {"lookups": lookups, "within": within}
+
+
+def _lookup_digests(contract: Contract, values: dict[str, pl.Series],
+                    references: dict[str, pl.DataFrame]) -> dict[str, str] | None:
+    """Per cross-table rule, a digest of what the references say about ``values``.
+
+    Foreign keys and ``allowed_from``: which of the values the reference column holds
+    (the rule's own ``is_in``, in the order of ``values``). ``not_after_event``: the
+    reference's (key, event date) rows with a non-null event for these keys, sorted (a
+    key without event, or absent, flags nothing). ``None`` if a reference is missing
+    (the rule then fails the table: nothing can be reused).
+    """
+    out: dict[str, str] = {}
+    for rule, col, table, ref_col, event in _lookup_rules(contract):
+        ref = references.get(table)
+        if ref is None or ref_col not in ref.columns or (event and event not in ref.columns):
+            return None
+        v = values[col]
+        h = hashlib.sha256(f"{rule}|{v.len()}|{v.dtype}|".encode())
+        if event is None:
+            hit = v.to_frame("v").select(pl.col("v").is_in(ref[ref_col].implode())).to_series()
+            h.update(hit.to_numpy().tobytes())
+        else:
+            ev = ref.select(pl.col(ref_col).alias("k"), pl.col(event).alias("e")).filter(
+                pl.col("e").is_not_null() & pl.col("k").is_in(v.implode())).sort("k", "e")
+            h.update(ev.write_csv().encode())
+        out[rule] = h.hexdigest()
+    return out
+
+
+def _period_allows(record: dict[str, Any], period: tuple[date, date]) -> bool:
+    """The ``within_delivery`` flags of a cached group are the same under ``period``.
+
+    True for the period the record was made with; for another one, iff no row was
+    flagged and every value of each such column lies inside the new period (then none
+    is flagged now either). A column that is not a date: the same period only.
+    """
+    start, end = period[0].isoformat(), period[1].isoformat()
+    if record["period"] == [start, end]:
+        return True
+    for facts in record["within"].values():
+        if facts is None or facts["hits"]:
+            return False
+        if facts["min"] is not None and not (start <= facts["min"] and facts["max"] <= end):
+            return False
+    return True
+
+
+def _reuse(entry: Path, static: str, group: list[tuple[Path, FileEntry, int]],
+           contract: Contract, period: tuple[date, date],
+           references: dict[str, pl.DataFrame], staging: Path, part: int
+           ) -> _GroupOutcome | None:
+    """The cached result of a group if it is still valid, its clean part linked into
+    ``staging`` as ``part-<part>.parquet``; ``None`` if it must be validated again.
+
+    Valid: same :func:`_static_digest`, same :func:`_stats`, :func:`_period_allows` and the
+    same :func:`_lookup_digests` with today's references. A record that cannot be read is
+    not valid.
+    """
+    try:
+        record = json.loads((entry / "record.json").read_text(encoding="utf-8"))
+        if (record.get("version") != CACHE_VERSION or record.get("static") != static
+                or record.get("stats") != _stats(group) or not _period_allows(record, period)):
+            return None
+        values = {c: pl.read_parquet(entry / f"lookup-{c}.parquet").to_series()
+                  for c in record["lookup_columns"]}
+        if _lookup_digests(contract, values, references) != record["lookups"]:
+            return None
+        quarantine = pl.read_parquet(entry / "quarantine.parquet")
+        files = [FileReconciliation(**f) for f in record["files"]]
+    except Exception:  # missing, partial or unreadable: validate instead
+        return None
+    linked: list[Path] = []
+    try:
+        for d in record["clean"]:
+            target = staging / d / f"part-{part}.parquet"
+            _link(entry / "clean" / d / "part.parquet", target)
+            linked.append(target)
+    except OSError:
+        for target in linked:
+            target.unlink(missing_ok=True)
+        return None
+    return _GroupOutcome(record["group"], files, quarantine, dict(record["rules_hit"]),
+                         list(record["extra_columns"]), list(record["clean"]), reused=True,
+                         record=record)
+
+
+def _link(src: Path, dst: Path) -> None:
+    """Hard link ``src`` as ``dst`` (a copy where the file system has no hard links)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        if not src.is_file():
+            raise
+        shutil.copy2(src, dst)
+
+
+def _store(cache: Path, outcome: _GroupOutcome, folder: Path, part: int) -> None:
+    """Write a validated group's record to ``cache/<group>/``, atomically.
+
+    The record is assembled in a hidden folder (its clean part a hard link of the
+    published ``part-<part>.parquet``), ``record.json`` last, then swapped in. A failure
+    to write (e.g. a full disk) leaves no partial record: the group is validated next time.
+    """
+    assert outcome.record is not None and outcome.lookups is not None
+    tmp = cache / f".{outcome.gid}.new"
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        for d in outcome.dirs:
+            _link(folder / d / f"part-{part}.parquet", tmp / "clean" / d / "part.parquet")
+        write_parquet(outcome.quarantine, tmp / "quarantine.parquet")
+        for col, values in outcome.lookups.items():
+            write_parquet(values.to_frame("v"), tmp / f"lookup-{col}.parquet")
+        write_json(outcome.record, tmp / "record.json", sort_keys=True)
+        replace_folder(tmp, cache / outcome.gid, cache / f".{outcome.gid}.old")
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+#: In a table's cache folder: the digest of the inputs of the last Great Expectations
+#: cross-check and its outcome (see :func:`_gx_digest`)
+GX_RECORD = "gx.json"
+
+
+def _gx_digest(contract: Contract, outcomes: list[_GroupOutcome], period: tuple[date, date],
+               references: dict[str, pl.DataFrame], settings: IngestSettings) -> str | None:
+    """SHA-256 of every input of :func:`_cross_check`, or ``None`` if one is unknown.
+
+    The clean table's content is identified by its groups in order (the order of the part
+    files, which the sample follows) and each group's cache record, which determines the
+    group's clean rows (a group without a record: unknown); then the period (months: used
+    only by ``within_delivery`` columns), the ``allowed_from`` reference values, the sample
+    size, the contract and the versions of the code, polars and Great Expectations. The
+    cross-check is deterministic (a seeded sample), so equal digests give the same report.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    if any(o.record is None for o in outcomes):
+        return None
+    try:
+        gx_version = version("great_expectations")
+    except PackageNotFoundError:
+        gx_version = "unknown"
+    refs = {}
+    for c in contract.columns:
+        if c.allowed_from:
+            table, col = c.allowed_from.split(".")
+            if table in references:
+                values = sorted(map(str, set(references[table][col].drop_nulls().to_list())))
+                refs[c.allowed_from] = hashlib.sha256("\n".join(values).encode()).hexdigest()
+    doc = {
+        "version": CACHE_VERSION, "polars": pl.__version__, "gx": gx_version,
+        "contract": contract.model_dump(mode="json"), "sample": settings.gx_sample,
+        "period": [period[0].isoformat(), period[1].isoformat()]
+        if any(c.within_delivery for c in contract.columns) else None, "refs": refs,
+        "groups": [[o.gid, json.dumps(o.record, sort_keys=True, default=str)]
+                   for o in outcomes],
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _gx_report(settings: IngestSettings, table: str) -> Path:
+    return settings.out / "validation" / f"{table}.gx.json"
+
+
+def _gx_reuse(cache: Path, digest: str | None, settings: IngestSettings,
+              res: TableResult) -> bool:
+    """Take the cross-check's outcome from the last run if its inputs are the same and
+    its report is still the one it wrote; ``False`` if it must run."""
+    if digest is None:
+        return False
+    try:
+        rec = json.loads((cache / GX_RECORD).read_text(encoding="utf-8"))
+        if (rec["digest"] != digest
+                or sha256_file(_gx_report(settings, res.table)) != rec["report_sha256"]):
+            return False
+        res.gx_success, res.gx_failed_rules = rec["success"], list(rec["failed_rules"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return True
+
+
+def _gx_store(cache: Path, digest: str | None, settings: IngestSettings,
+              res: TableResult) -> None:
+    """Remember the cross-check's inputs and outcome (nothing if an input is unknown)."""
+    target = cache / GX_RECORD
+    try:
+        if digest is None:
+            target.unlink(missing_ok=True)
+            return
+        write_json({"digest": digest,
+                    "report_sha256": sha256_file(_gx_report(settings, res.table)),
+                    "success": res.gx_success, "failed_rules": res.gx_failed_rules},
+                   target, sort_keys=True)
+    except OSError:
+        target.unlink(missing_ok=True)
+
+
+def _remove_leftovers(cache: Path) -> None:
+    """Remove half-written records of a run that was killed (hidden entries)."""
+    if cache.is_dir():
+        for p in cache.iterdir():
+            if p.name.startswith("."):
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+def _prune(cache: Path, keep: set[str]) -> None:
+    """Remove the records of groups the table no longer has."""
+    if cache.is_dir():
+        for p in cache.iterdir():
+            if p.name not in keep:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
 def _cross_check(contract: Contract, clean: pl.LazyFrame, period: tuple[date, date],
@@ -915,21 +1357,29 @@ def _cross_check(contract: Contract, clean: pl.LazyFrame, period: tuple[date, da
 _CLEAN_PARQUET = {"compression": "zstd", "compression_level": 1}
 
 
-def _write_clean(contract: Contract, clean: pl.DataFrame, folder: Path, part: int) -> None:
-    """Write one group of clean rows (by year for year-split tables)."""
+def _write_clean(contract: Contract, clean: pl.DataFrame, folder: Path, part: int
+                 ) -> list[str]:
+    """Write one group of clean rows (by year for year-split tables).
+
+    Returns the sub-folders of ``folder`` written to (``year=YYYY``, or ``""`` for
+    ``folder`` itself); each holds the group's file ``part-<part>.parquet``.
+    """
     if contract.partition_by_year and clean.height:
         year = pl.col(contract.partition_by_year).dt.year()
         years = clean.select(year.unique()).to_series()
         if years.len() == 1 and years[0] is not None:  # a yearly file: no need to split it
             write_parquet(clean, folder / f"year={years[0]}" / f"part-{part}.parquet",
                           **_CLEAN_PARQUET)
-            return
+            return [f"year={years[0]}"]
+        dirs = []
         for (y,), chunk in clean.with_columns(year.alias("__y")).group_by(
                 "__y", maintain_order=True):
             write_parquet(chunk.drop("__y"), folder / f"year={y}" / f"part-{part}.parquet",
                           **_CLEAN_PARQUET)
-    else:
-        write_parquet(clean, folder / f"part-{part}.parquet", **_CLEAN_PARQUET)
+            dirs.append(f"year={y}")
+        return dirs
+    write_parquet(clean, folder / f"part-{part}.parquet", **_CLEAN_PARQUET)
+    return [""]
 
 
 @dataclass(frozen=True)
