@@ -138,7 +138,18 @@ def sector_daily_wage_table(arrays: PanelArrays) -> np.ndarray:
     Averages ``daily_wage_real`` over every panel person-month with days worked and a known
     main-job section (all persons, not only the evaluation sample). NaN where no one worked.
     The loop runs over calendar months; each month is one vectorised ``bincount``.
+
+    When ``arrays`` hold only some persons (``arrays.source_pid``; rows indexed by the codes
+    of ``arrays.levels``), the table is computed from every person of the panel under
+    ``arrays.panel_dir`` instead (:func:`_panel_sector_daily_wage`: the same sums in the same
+    order, hence the same values), once, and cached in ``arrays.population``.
     """
+    if arrays.source_pid is not None:
+        table = arrays.population.get("sector_daily_wage")
+        if table is None:
+            table = _panel_sector_daily_wage(arrays)
+            arrays.population["sector_daily_wage"] = table
+        return table
     codes = arrays.codes["nace_section"]
     days = arrays.series["days_worked"]
     wage = arrays.series["daily_wage_real"]
@@ -154,6 +165,51 @@ def sector_daily_wage_table(arrays: PanelArrays) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
             out[:, t] = np.where(n > 0, s / np.maximum(n, 1), np.nan)
     return out
+
+
+def _panel_sector_daily_wage(arrays: PanelArrays) -> np.ndarray:
+    """:func:`sector_daily_wage_table` over every person of ``arrays.panel_dir``.
+
+    One query per year of the loaded months, for the person-months with days worked and a
+    section among ``arrays.levels["nace_section"]`` (a section no loaded person ever holds
+    is never looked up). The wages are cast as :meth:`PanelArrays.load` casts them (float32)
+    and summed by ``bincount`` in pid order within each section and month, as the
+    whole-panel arrays sum them, so the table is bit-identical to theirs.
+    """
+    if arrays.panel_dir is None:
+        raise ValueError("a subset of the panel needs its panel_dir for the sector wage table")
+    levels = arrays.levels["nace_section"]
+    n_sec, n_months = len(levels), len(arrays.months)
+    first, last = arrays.months[0], arrays.months[-1]
+    scan = pl.scan_parquet(Path(arrays.panel_dir) / "**" / "*.parquet", hive_partitioning=False)
+    month = (pl.col("month").dt.year().cast(pl.Int64) - first.year) * 12 + (
+        pl.col("month").dt.month().cast(pl.Int64) - first.month)
+    s = np.zeros(n_months * n_sec)
+    n = np.zeros(n_months * n_sec, dtype=np.int64)
+    for year in range(first.year, last.year + 1):
+        df = (
+            scan.filter(
+                (pl.col("month").dt.year() == year)
+                & pl.col("month").is_between(first, last)
+                & (pl.col("days_worked").fill_null(0).cast(pl.Int16) > 0)
+                & pl.col("nace_section").is_in(levels)
+            )
+            .select(
+                "pid",
+                (month * n_sec + pl.col("nace_section").cast(pl.Enum(levels)).to_physical()
+                 .cast(pl.Int64)).alias("key"),
+                pl.col("daily_wage_real").fill_null(0).cast(pl.Float32).alias("w"),
+            )
+            .sort("pid")
+            .collect()
+        )
+        key = df["key"].to_numpy()
+        s += np.bincount(key, weights=df["w"].to_numpy().astype(np.float64), minlength=s.size)
+        n += np.bincount(key, minlength=n.size)
+        del df, key
+    s, n = s.reshape(n_months, n_sec).T, n.reshape(n_months, n_sec).T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, s / np.maximum(n, 1), np.nan)
 
 
 def _lookup(arrays: PanelArrays, rel_wage: Mapping[str, float]) -> np.ndarray:
@@ -585,6 +641,10 @@ def candidate_change_means(
     ----------
     cohorts
         Cohort month indices.
+    arrays
+        The panel, or a subset of its persons holding a uniform random sample of them
+        (``arrays.population_sample``): the candidates are then the sampled persons of the
+        risk set, so the means estimate those of the whole risk set.
     max_candidates
         Subsample at most this many candidates per cohort (seeded), to bound the cost at
         national scale; ``None``: all.
@@ -609,6 +669,8 @@ def candidate_change_means(
     lo, hi = baseline
     for r, g in enumerate(cohorts):
         _, cand, _ = risk_set(arrays, g, pool)
+        if arrays.population_sample is not None:
+            cand = cand[arrays.population_sample[cand]]
         if max_candidates is not None and cand.size > max_candidates:
             cand = np.sort(rng.choice(cand, size=max_candidates, replace=False))
         if cand.size == 0:

@@ -100,12 +100,9 @@ class SubPanel:
 
     def rows(self, pids: np.ndarray) -> np.ndarray:
         """Row of each ``pid`` (``KeyError`` if one was not loaded)."""
-        pids = np.asarray(pids, dtype=np.int64)
-        r = np.searchsorted(self.pid, pids)
-        r = np.minimum(r, self.pid.size - 1)
-        if pids.size and (self.pid[r] != pids).any():
-            raise KeyError("a person was not loaded into the sub-panel")
-        return r
+        from impact.twins.features import pid_rows
+
+        return pid_rows(self.pid, pids, "sub-panel")
 
     def code_of(self, column: str, value: str) -> int:
         """Code of ``value`` in a text column (``-2``, matching nothing, if absent)."""

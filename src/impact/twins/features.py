@@ -175,6 +175,28 @@ class PanelArrays:
         Cache of those on-demand employer codes, one int32 array over pids per month read
         (first day of the month -> code, ``-1`` = no main employer); in-memory arrays may be
         given their months here instead of a ``panel_dir``.
+    source_pid
+        ``None`` (the default) when row ``i`` of every array is the panel's ``pid`` ``i``
+        and every person of the panel is loaded. When only some persons are loaded
+        (:meth:`load` with ``pids``): the panel ``pid`` of each row (sorted, unique); the
+        row is then the "pid" every function taking these arrays receives and returns
+        (a compact index ``0 .. n_persons - 1``); :meth:`rows` maps panel pids to rows.
+        Category ``levels`` are then those of the loaded persons, and aggregates over the
+        whole population cannot be taken from the rows (see ``population``).
+    population_sample
+        For a subset only: whether each row belongs to a uniform random sample of the
+        panel's persons (bool per row; ``None``: no such sample was loaded). Averages meant
+        to be over the whole population (the naive comparison's candidate means,
+        :func:`impact.outcomes.candidate_change_means`) are taken over these rows only.
+    population
+        Cache of whole-panel aggregates that a subset must read from ``panel_dir`` (e.g.
+        :func:`impact.outcomes.sector_daily_wage_table`; name -> array).
+
+    Notes
+    -----
+    The co-worker pool (:mod:`impact.twins.coworkers`) reads employer codes by panel pid and
+    needs every person of the panel: it is not for a subset (its read refuses panel pids
+    beyond the rows).
     """
 
     person_code: np.ndarray
@@ -186,6 +208,9 @@ class PanelArrays:
     levels: dict[str, list[str]]
     panel_dir: Path | None = None
     employers: dict[date, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+    source_pid: np.ndarray | None = field(default=None, compare=False, repr=False)
+    population_sample: np.ndarray | None = field(default=None, compare=False, repr=False)
+    population: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     @cached_property
     def sex_codes(self) -> tuple[list[str], np.ndarray]:
@@ -199,6 +224,21 @@ class PanelArrays:
     def n_persons(self) -> int:
         return int(self.person_code.size)
 
+    def rows(self, pids: np.ndarray) -> np.ndarray:
+        """Row of each panel pid in ``pids`` (the pid itself when every person is loaded).
+
+        Raises
+        ------
+        KeyError
+            If a pid is not among the loaded persons.
+        """
+        if self.source_pid is not None:
+            return pid_rows(self.source_pid, pids, "arrays")
+        pids = np.asarray(pids, dtype=np.int64)
+        if pids.size and (pids.min() < 0 or pids.max() >= self.n_persons):
+            raise KeyError("a person was not loaded into the arrays")
+        return pids
+
     def month_index(self, month: date) -> int:
         """Index of ``month`` (first day) among the loaded months."""
         i = _month_index(month, self.months[0])
@@ -210,15 +250,35 @@ class PanelArrays:
 
     @classmethod
     def load(
-        cls, panel_dir: Path, first: date | None = None, last: date | None = None
+        cls,
+        panel_dir: Path,
+        first: date | None = None,
+        last: date | None = None,
+        *,
+        pids: np.ndarray | None = None,
     ) -> PanelArrays:
         """Read the panel's year partitions between ``first`` and ``last`` into arrays.
 
         One query per year; values are scattered into the (column-major) arrays by a flat
         index (``month * n_persons + pid``). Category levels are those seen in the loaded months
         (sorted), codes are remapped to that order at the end.
+
+        Parameters
+        ----------
+        panel_dir
+            The panel (``year=YYYY/*.parquet``, one row per person and month).
+        first, last
+            First and last month loaded (default: the panel's).
+        pids
+            Only these persons (panel ``pid``, sorted and unique; ``None``: everyone). The
+            scans filter on ``pid`` and the arrays are indexed by the row of each pid in
+            ``pids`` (recorded as :attr:`source_pid`), so memory grows with ``len(pids)``,
+            not with the population. A pid without panel rows in the loaded months gets an
+            empty row (out of the panel every month). Category levels are those of the
+            loaded persons.
         """
         scan = pl.scan_parquet(panel_dir / "**" / "*.parquet", hive_partitioning=False)
+        source_pid = None if pids is None else _sorted_pids(pids)
         bounds = scan.select(
             pl.col("month").min().alias("a"),
             pl.col("month").max().alias("b"),
@@ -226,7 +286,10 @@ class PanelArrays:
         ).collect()
         first = first or bounds["a"][0]
         last = last or bounds["b"][0]
-        n = int(bounds["n"][0]) + 1
+        n = int(bounds["n"][0]) + 1 if source_pid is None else int(source_pid.size)
+        if source_pid is not None:
+            # the persons' rows only; pid -> row by a lookup after each query
+            scan = scan.filter(pl.col("pid").is_in(source_pid))
         months = pl.date_range(first, last, "1mo", eager=True).to_list()
         t = len(months)
         # column-major: the persons of one month are contiguous, so the features of a cohort
@@ -247,10 +310,14 @@ class PanelArrays:
         person = ["pid", "person_code", "sex", "ila_first_start"]
         for year in range(first.year, last.year + 1):
             in_year = (pl.col("month").dt.year() == year) & pl.col("month").is_between(first, last)
+            # the row of a person: its pid, or (a subset) the pid's position in source_pid
+            row = pl.col("pid").cast(pl.Int64)
+            if source_pid is not None:
+                row = row.replace_strict(source_pid, np.arange(n), return_dtype=pl.Int64)
             df = (
                 scan.filter(in_year)
                 .select(
-                    (month_index.cast(pl.Int64) * n + pl.col("pid").cast(pl.Int64)).alias("__f"),
+                    (month_index.cast(pl.Int64) * n + row).alias("__f"),
                     *values,
                     *cats,
                 )
@@ -271,16 +338,20 @@ class PanelArrays:
             first_month = max(first, date(year, 1, 1))
             parts = [scan.filter(pl.col("month") == first_month).select(person).collect()]
             missing = present.copy()
-            missing[parts[0]["pid"].to_numpy()] = False
+            missing[_to_rows(source_pid, parts[0]["pid"].to_numpy())] = False
             if missing.any():
+                wanted = np.flatnonzero(missing)
                 parts.append(
-                    scan.filter(in_year & pl.col("pid").is_in(np.flatnonzero(missing)))
+                    scan.filter(
+                        in_year
+                        & pl.col("pid").is_in(wanted if source_pid is None else source_pid[wanted])
+                    )
                     .select(person)
                     .unique("pid", keep="first")
                     .collect()
                 )
             people = pl.concat(parts)
-            p = people["pid"].to_numpy()
+            p = _to_rows(source_pid, people["pid"].to_numpy())
             person_code[p] = people["person_code"].to_numpy()
             sex[p] = people["sex"].to_numpy()
             fs = people["ila_first_start"]
@@ -303,7 +374,31 @@ class PanelArrays:
             codes=codes,
             levels=levels,
             panel_dir=Path(panel_dir),
+            source_pid=source_pid,
         )
+
+
+def _sorted_pids(pids: np.ndarray) -> np.ndarray:
+    """``pids`` as int64, checked to be sorted, unique and non-negative."""
+    out = np.asarray(pids, dtype=np.int64).ravel()
+    if out.size and (out[0] < 0 or (np.diff(out) <= 0).any()):
+        raise ValueError("pids must be sorted, unique and non-negative panel pids")
+    return out
+
+
+def pid_rows(loaded: np.ndarray, pids: np.ndarray, into: str) -> np.ndarray:
+    """Row of each of ``pids`` among the sorted, unique pids ``loaded`` of a subset of the
+    panel's persons (``KeyError`` naming ``into`` if one was not loaded)."""
+    pids = np.asarray(pids, dtype=np.int64)
+    r = np.minimum(np.searchsorted(loaded, pids), max(loaded.size - 1, 0))
+    if pids.size and (loaded.size == 0 or (loaded[r] != pids).any()):
+        raise KeyError(f"a person was not loaded into the {into}")
+    return r
+
+
+def _to_rows(source_pid: np.ndarray | None, pid: np.ndarray) -> np.ndarray:
+    """Rows of loaded panel pids: the pids themselves, or their positions in ``source_pid``."""
+    return pid if source_pid is None else np.searchsorted(source_pid, pid)
 
 
 _POLARS_DTYPE = {
