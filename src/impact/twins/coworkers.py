@@ -67,27 +67,45 @@ FIRM_TOO_SMALL = "firm_too_small"
 REASONS = (NO_EMPLOYER, FIRM_TOO_SMALL)
 
 
-def read_employers(panel_dir: Path, month: date, n_persons: int) -> np.ndarray:
+def read_employers(
+    panel_dir: Path, month: date, n_persons: int, chunk: int | None = None
+) -> np.ndarray:
     """Main employer of every pid in ``month`` as an int32 code (``-1``: none).
 
-    One scan of the panel Parquet filtered on ``month`` (row groups of other months are
+    A scan of the panel Parquet filtered on ``month`` (row groups of other months are
     skipped by their statistics), columns ``pid`` and ``employer_id`` only. Codes are the
     dense rank of the employer pseudonym among that month's employers (0, 1, ...).
+
+    ``chunk``: one scan per range of ``chunk`` pids, so that only one range's pseudonyms are
+    held at a time (plus the distinct employers); the codes are the same, the position of
+    each pseudonym among all the month's distinct pseudonyms (sorted).
     """
     scan = pl.scan_parquet(Path(panel_dir) / "**" / "*.parquet", hive_partitioning=False)
-    df = (
-        scan.filter((pl.col("month") == month) & pl.col("employer_id").is_not_null())
-        .select("pid", (pl.col("employer_id").rank("dense").cast(pl.Int32) - 1).alias("code"))
-        .collect()
-    )
+    step = max(chunk or n_persons, 1)
+    parts: list[tuple[np.ndarray, np.ndarray, pl.Series]] = []  # pids, local codes, names
+    for lo in range(0, n_persons, step):
+        cond = (pl.col("month") == month) & pl.col("employer_id").is_not_null()
+        if chunk is not None:
+            cond &= pl.col("pid").is_between(lo, lo + step - 1)
+        df = scan.filter(cond).select("pid", "employer_id").collect()
+        pid = df["pid"].to_numpy()
+        if pid.size and (pid.min() < 0 or pid.max() >= n_persons):
+            raise ValueError(
+                f"the panel under {panel_dir} has pids outside the loaded arrays "
+                f"(0..{n_persons - 1}) in {month:%Y-%m}: reload the arrays after the panel "
+                "changed"
+            )
+        ids = df["employer_id"]
+        code = (ids.rank("dense").cast(pl.Int32) - 1).to_numpy()
+        parts.append((pid, code, ids.unique().sort()))
+        del df, ids
     out = np.full(n_persons, -1, dtype=np.int32)
-    pid = df["pid"].to_numpy()
-    if pid.size and (pid.min() < 0 or pid.max() >= n_persons):
-        raise ValueError(
-            f"the panel under {panel_dir} has pids outside the loaded arrays (0..{n_persons - 1})"
-            f" in {month:%Y-%m}: reload the arrays after the panel changed"
-        )
-    out[pid] = df["code"].to_numpy()
+    if not parts:
+        return out
+    everyone = pl.concat([n for _, _, n in parts]).unique().sort().to_numpy()
+    for pid, code, names in parts:
+        if pid.size:
+            out[pid] = np.searchsorted(everyone, names.to_numpy()).astype(np.int32)[code]
     return out
 
 
@@ -123,7 +141,12 @@ def firm_sizes(codes: np.ndarray) -> np.ndarray:
 
 def qualifying(arrays: PanelArrays, m: int, min_firm_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Employer codes of ``m-1`` and whether each pid's firm has ``min_firm_size`` persons."""
-    codes = employers_l1(arrays, m)
+    return qualifying_codes(employers_l1(arrays, m), min_firm_size)
+
+
+def qualifying_codes(codes: np.ndarray, min_firm_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``codes`` (employers of ``m-1`` of every pid) and whether each pid's firm has
+    ``min_firm_size`` persons."""
     return codes, firm_sizes(codes) >= min_firm_size
 
 
@@ -137,7 +160,17 @@ def coworker_candidates(
     """The ``candidates`` (e.g. the not-yet-treated eligible of cohort ``m``) who, in month
     ``m-1``, had the same main employer as one of the ``treated`` persons, in a firm of at
     least ``min_firm_size`` persons (sorted pids)."""
-    codes, ok = qualifying(arrays, m, min_firm_size)
+    return candidates_by_codes(employers_l1(arrays, m), treated, candidates, min_firm_size)
+
+
+def candidates_by_codes(
+    codes: np.ndarray,
+    treated: np.ndarray,
+    candidates: np.ndarray,
+    min_firm_size: int = DEFAULT_MIN_FIRM_SIZE,
+) -> np.ndarray:
+    """:func:`coworker_candidates` from the employer ``codes`` of ``m-1`` of every pid."""
+    codes, ok = qualifying_codes(codes, min_firm_size)
     firms = np.unique(codes[treated[ok[treated]]])
     keep = ok[candidates] & np.isin(codes[candidates], firms)
     return candidates[keep]
@@ -148,6 +181,13 @@ def treated_reasons(
 ) -> np.ndarray:
     """Why each of the ``treated`` persons of cohort ``m`` cannot have co-worker twins:
     :data:`NO_EMPLOYER`, :data:`FIRM_TOO_SMALL`, or ``""`` (the firm qualifies)."""
-    codes, ok = qualifying(arrays, m, min_firm_size)
+    return reasons_by_codes(employers_l1(arrays, m), treated, min_firm_size)
+
+
+def reasons_by_codes(
+    codes: np.ndarray, treated: np.ndarray, min_firm_size: int = DEFAULT_MIN_FIRM_SIZE
+) -> np.ndarray:
+    """:func:`treated_reasons` from the employer ``codes`` of ``m-1`` of every pid."""
+    codes, ok = qualifying_codes(codes, min_firm_size)
     c = codes[treated]
     return np.where(c < 0, NO_EMPLOYER, np.where(ok[treated], "", FIRM_TOO_SMALL))

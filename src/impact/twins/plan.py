@@ -31,6 +31,10 @@ then, so the cohorts already matched stay valid and only new or changed ones nee
 A new cohort changes the plan (the pooled model is refitted on all cohorts), which is what
 a pooled model means; ``ps_scope="per_cohort"`` makes the model part of each cohort instead.
 
+Memory: each step takes the arrays of every person or a chunked
+:class:`~impact.twins.riskset.Population` (``twins.person_chunk``), and a cohort step needs
+only its months (:func:`cohort_window`); see :mod:`impact.twins.riskset`.
+
 The pickles hold numpy arrays, polars frames and a fitted model written by this package in
 the same secure data folder; they are read back only from there (never from outside input).
 """
@@ -40,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import pickle
+import tempfile
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -49,20 +54,23 @@ import polars as pl
 
 from impact.atomic import write_json
 from impact.faults import checkpoint
-from impact.twins.features import PanelArrays, features_at
+from impact.twins.features import HISTORY, PanelArrays
 from impact.twins.propensity import PropensityModel
 from impact.twins.riskset import (
+    CohortMatch,
     CohortOutput,
+    Population,
     TwinSettings,
     TwinsResult,
+    _month_number,
     cohort_key,
-    cohort_months,
     cohort_output,
+    cohorts_inputs,
     combine_cohorts,
-    fit_pooled_model,
-    match_cohort,
+    match_inputs,
+    prepare_and_fit,
     prepare_cohorts,
-    risk_set,
+    shift_month,
     write,
     write_pairs,
 )
@@ -87,7 +95,9 @@ class TwinsPlan:
     cohorts, n_treated
         The cohort months (first days) and their eligible treated persons.
     first_month, last_month
-        The panel months the plan was made from.
+        The panel months the plan was made from (36 months before the first cohort to the
+        panel's last). Cohorts may be matched on any months that cover their own window
+        (:func:`cohort_window`): nothing of the plan depends on the first loaded month.
     model
         The pooled propensity model (None unless ``distance="glm"`` and
         ``ps_scope="pooled"``).
@@ -142,28 +152,40 @@ def _digest(plan: TwinsPlan) -> str:
     return h.hexdigest()
 
 
-def _treated_digest(treated: dict[int, pl.DataFrame]) -> str:
+def _treated_digest(treated: dict[date, pl.DataFrame], first: date) -> str:
+    """Hash of the treated persons' features by cohort (its month index from ``first``, the
+    plan's first month: the digest of plans made before cohorts were dates)."""
     h = hashlib.sha256()
-    for m in sorted(treated):
-        h.update(str(m).encode())
-        for s in treated[m].get_columns():
+    for c in sorted(treated):
+        h.update(str(_month_number(c) - _month_number(first)).encode())
+        for s in treated[c].get_columns():
             h.update(s.name.encode())
             h.update(s.hash(seed=0).to_numpy().tobytes())
     return h.hexdigest()
 
 
-def make_plan(arrays: PanelArrays, s: TwinSettings) -> TwinsPlan:
-    """The plan of every cohort month of ``arrays`` (treated features, KS grid, model)."""
-    months = cohort_months(arrays)
-    treated, grid = prepare_cohorts(arrays, s, months)
-    model = fit_pooled_model(arrays, s, months, treated)
-    digest = _treated_digest(treated)
+def _population(source: PanelArrays | Population) -> Population:
+    return source if isinstance(source, Population) else Population.of(source)
+
+
+def plan_window(first_cohort: date) -> date:
+    """The first panel month a plan needs: 36 months before the first cohort month."""
+    return shift_month(first_cohort, -HISTORY)
+
+
+def make_plan(source: PanelArrays | Population, s: TwinSettings) -> TwinsPlan:
+    """The plan of every cohort month of the arrays or population ``source`` (treated
+    features, KS grid, model); the same for every person chunking of a population."""
+    pop = _population(source)
+    cohorts = pop.cohort_months()
+    treated, grid, model = prepare_and_fit(pop, s, cohorts)
+    digest = _treated_digest(treated, pop.first)
     plan = TwinsPlan(
         settings=s,
-        cohorts=tuple(arrays.months[m] for m in months),
-        n_treated=tuple(int(treated[m].height) for m in months),
-        first_month=arrays.months[0],
-        last_month=arrays.months[-1],
+        cohorts=tuple(cohorts),
+        n_treated=tuple(int(treated[c].height) for c in cohorts),
+        first_month=pop.first,
+        last_month=pop.last,
         model=model,
         grid=grid,
         treated_digest=digest,
@@ -171,7 +193,8 @@ def make_plan(arrays: PanelArrays, s: TwinSettings) -> TwinsPlan:
     return dataclasses.replace(plan, fingerprint=_digest(plan))
 
 
-def plan_is_current(plan: TwinsPlan, arrays: PanelArrays, s: TwinSettings) -> bool:
+def plan_is_current(plan: TwinsPlan, source: PanelArrays | Population,
+                    s: TwinSettings) -> bool:
     """The stored ``plan`` still holds for this panel and these settings.
 
     Same settings, same first panel month, same cohorts, and the same features of every
@@ -180,16 +203,17 @@ def plan_is_current(plan: TwinsPlan, arrays: PanelArrays, s: TwinSettings) -> bo
     candidates' history is not detected here; re-materialise the plan after such a
     delivery (``impact run --select evaluation`` with ``--rematch``).
     """
-    if plan.settings != s or plan.first_month != arrays.months[0]:
+    pop = _population(source)
+    if plan.settings != s or plan.first_month != pop.first:
         return False
-    months = cohort_months(arrays)
-    if plan.cohorts != tuple(arrays.months[m] for m in months):
+    cohorts = pop.cohort_months()
+    if plan.cohorts != tuple(cohorts):
         return False
-    treated, _ = prepare_cohorts(arrays, s, months)
-    return plan.treated_digest == _treated_digest(treated)
+    treated, _ = prepare_cohorts(pop, s, cohorts)
+    return plan.treated_digest == _treated_digest(treated, pop.first)
 
 
-def update_plan(arrays: PanelArrays, s: TwinSettings, out: Path, *,
+def update_plan(source: PanelArrays | Population, s: TwinSettings, out: Path, *,
                 force: bool = False) -> tuple[TwinsPlan, bool]:
     """The stored plan if :func:`plan_is_current` (and not ``force``), else a new one
     (written to ``out``). Returns the plan and whether it was made anew.
@@ -197,11 +221,11 @@ def update_plan(arrays: PanelArrays, s: TwinSettings, out: Path, *,
     path = out / PLAN_FILE
     if path.exists() and not force:
         old = read_plan(out)
-        if plan_is_current(old, arrays, s):
+        if plan_is_current(old, source, s):
             if not (out / PLAN_SUMMARY).exists():
                 _write_summary(old, out)
             return old, False
-    plan = make_plan(arrays, s)
+    plan = make_plan(source, s)
     write_plan(plan, out)
     return plan, True
 
@@ -250,19 +274,50 @@ def read_plan(out: Path) -> TwinsPlan:
     return plan
 
 
-def match_planned(arrays: PanelArrays, plan: TwinsPlan, cohort: date) -> CohortOutput:
+def match_planned(source: PanelArrays | Population, plan: TwinsPlan,
+                  cohort: date) -> CohortOutput:
     """Match one cohort of ``plan`` (with its pre-period trajectories)."""
-    if cohort not in plan.cohorts:
-        plan.cohort(cohort_key(cohort))  # raises PlanError with the cohorts it has
-    if arrays.months[0] != plan.first_month:
-        raise PlanError(
-            f"the panel arrays start in {arrays.months[0]:%Y-%m}, the plan's in "
-            f"{plan.first_month:%Y-%m}: re-materialise twins_plan")
+    return match_planned_cohorts(source, plan, [cohort])[0]
+
+
+def cohort_window(cohorts: list[date]) -> tuple[date, date]:
+    """The panel months that matching ``cohorts`` needs: 36 months before the first to the
+    last (features, risk sets and pre-period trajectories read nothing else)."""
+    return plan_window(min(cohorts)), max(cohorts)
+
+
+def match_planned_cohorts(source: PanelArrays | Population, plan: TwinsPlan,
+                          cohorts: list[date]) -> list[CohortOutput]:
+    """Match the ``cohorts`` of ``plan`` (with their pre-period trajectories), in order.
+
+    ``source`` holds every person over (at least) :func:`cohort_window` of the cohorts, from
+    any first month: the plan's model, grid and seeds do not depend on it, so the result is
+    the same as with arrays loaded from the plan's first month (tested). With a chunked
+    :class:`~impact.twins.riskset.Population` the cohorts' features are built one chunk of
+    persons at a time, in one pass over the chunks (months 36 before the first cohort to the
+    last) whose features are spilled to a temporary folder and read back one cohort at a
+    time (:func:`~impact.twins.riskset.cohorts_inputs`); the treated persons' and twins'
+    arrays (codes, pre-period paths) are then loaded once for all the cohorts.
+    """
+    for c in cohorts:
+        if c not in plan.cohorts:
+            plan.cohort(cohort_key(c))  # raises PlanError with the cohorts it has
+    if not cohorts:
+        return []
+    pop = _population(source)
     s = plan.settings
-    m = arrays.month_index(cohort)
-    treated = features_at(arrays, m, risk_set(arrays, m, s.pool)[0])
-    c = match_cohort(arrays, m, s, plan.model, treated=treated, grid=plan.grid)
-    return cohort_output(arrays, c, s.pool, pre=True)
+    pop.prefetch(cohorts, s.pool)
+    done: list[CohortMatch] = []
+    with tempfile.TemporaryDirectory(prefix="twins-chunks-") as tmp:
+        # chunked, several cohorts: one pass over the chunks, each cohort's features spilled
+        spill = Path(tmp) if pop.chunk is not None and len(cohorts) > 1 else None
+        for inputs in cohorts_inputs(pop, cohorts, s, spill=spill):
+            done.append(match_inputs(inputs, s, plan.model, grid=plan.grid,
+                                     employers=pop.employers))
+            del inputs
+    first, last = cohort_window(cohorts)
+    units = pop.units(np.concatenate([m.frame["pid"].to_numpy() for m in done]), first, last)
+    return [cohort_output(units, m, s.pool, pre=True) for m in done]
 
 
 def _cohort_path(out: Path, cohort: date) -> Path:

@@ -85,13 +85,35 @@ Scale: features come from the column-major panel arrays; the candidates of a coh
 summarised (means, variances, level counts, ECDF on the treated values) right after its
 matching and only the treated and their twins are kept, so memory does not grow with the
 number of cohorts (``benchmarks/twins_scale.py``).
+
+Memory bounded by configuration (:class:`Population`)
+------------------------------------------------------
+* **Month window**: matching cohorts ``a .. b`` reads only the months ``a-36 .. b``
+  (features and pre-period paths: the 36 months before the cohort month; risk set:
+  eligibility in ``m``, the account and employer of ``m-1``, the first ILA start). Nothing
+  of a cohort's matching depends on the first loaded month (the plan's model and KS grid,
+  seeds from calendar months), so a cohort matched on arrays from ``a-36`` equals the same
+  cohort matched on arrays from the plan's first month. First starts before the loaded
+  months are :data:`STARTED_BEFORE` (:func:`load_window`), not ``-1`` ("never").
+* **Person chunks** (``twins.person_chunk``): the panel is read that many pids at a time
+  (``PanelArrays.load(pids=...)``). The risk sets come from light columns over all pids
+  (:meth:`Population.prefetch`); the features of a cohort's treated and candidates, the
+  candidates' mean pre-period paths (added person by person in pid order, the same sums as
+  at once), the pooled model's sample (drawn from the risk sets, then gathered chunk by
+  chunk, :func:`_pooled_model`) and the coworkers' employer codes
+  (:func:`impact.twins.coworkers.read_employers`) are built chunk by chunk, so that the
+  arrays of one chunk are held at a time, plus one cohort's feature frame (persons x ~40
+  features). Categorical features of different chunks are put on the union of their
+  categories, which is what every person's arrays give. The twins, balance tables, summary,
+  pre-trajectories and plan fingerprint equal those of the unchunked run
+  (tests/test_twins_chunked.py; at 1.2 M persons ``benchmarks/twins_memory.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -113,6 +135,7 @@ from impact.twins import coworkers
 from impact.twins.features import (
     CATEGORICAL_FEATURES,
     COARSE_FEATURES,
+    HISTORY,
     NUMERIC_FEATURES,
     PanelArrays,
     categorical_codes,
@@ -233,6 +256,8 @@ class CohortMatch:
     seconds: float
     parts: BalanceParts | None = None  # mergeable balance inputs (cohort groups, pooled)
     min_firm_size: int = coworkers.DEFAULT_MIN_FIRM_SIZE  # of the coworkers pool
+    #: all candidates' mean pre-period paths (:attr:`CohortInputs.candidate_pre`)
+    candidate_pre: np.ndarray | None = None
 
 
 @dataclass
@@ -340,6 +365,50 @@ def _max_abs(s: pl.Series) -> float:
     return float(v) if v is not None else float("nan")
 
 
+#: ``first_start`` of a person whose first ILA start precedes the loaded months
+#: (:func:`load_window`): neither treated in nor a candidate of any loaded cohort.
+STARTED_BEFORE = int(np.iinfo(np.int32).min)
+
+
+def shift_month(month: date, k: int) -> date:
+    """The first day of the month ``k`` months after ``month`` (before it if ``k < 0``)."""
+    n = _month_number(month) + k
+    return date(n // 12, n % 12 + 1, 1)
+
+
+def _scan(panel_dir: Path) -> pl.LazyFrame:
+    return pl.scan_parquet(Path(panel_dir) / "**" / "*.parquet", hive_partitioning=False)
+
+
+def load_window(
+    panel_dir: Path, first: date, last: date | None = None, *, pids: np.ndarray | None = None
+) -> PanelArrays:
+    """:meth:`PanelArrays.load` of the months ``first`` .. ``last`` (default: the panel's last
+    month; ``pids``: only these persons), with :data:`STARTED_BEFORE` as the first start of
+    persons whose first ILA start precedes ``first``.
+
+    ``PanelArrays.load`` records a first start as a month index from ``first``: a start
+    before ``first`` becomes negative, and a start one month before it ``-1``, which means
+    "never started" (a candidate of every cohort of the ``never_treated`` and
+    ``not_yet_treated`` pools). The persons with a start before ``first`` are found by one
+    scan of the loaded months' ``pid`` and ``ila_first_start`` columns. Everything else is
+    as loaded, so cohorts whose 36 months of history are loaded are matched as on arrays
+    loaded from an earlier month (tests/test_twins_chunked.py).
+    """
+    arrays = PanelArrays.load(Path(panel_dir), first, last, pids=pids)
+    cond = pl.col("month").is_between(first, arrays.months[-1]) & (
+        pl.col("ila_first_start") < first
+    )
+    if arrays.source_pid is not None:
+        cond &= pl.col("pid").is_in(arrays.source_pid)
+    before = (
+        _scan(panel_dir).filter(cond).select(pl.col("pid").unique()).collect()["pid"].to_numpy()
+    )
+    if before.size:
+        arrays.first_start[arrays.rows(before)] = STARTED_BEFORE
+    return arrays
+
+
 def risk_set(
     arrays: PanelArrays,
     m: int,
@@ -352,17 +421,348 @@ def risk_set(
     The treated do not depend on the pool. ``min_firm_size``: the ``coworkers`` pool's
     smallest firm (:func:`impact.twins.coworkers.coworker_candidates`; ignored otherwise).
     """
-    eligible = arrays.series["eligible"][:, m] == 1
-    fs = arrays.first_start
+    account = arrays.series["ila_account"][:, m - 1] == 1 if m > 0 else False
+    return _risk(
+        arrays.first_start, m, arrays.series["eligible"][:, m] == 1, account, pool,
+        lambda: coworkers.employers_l1(arrays, m), min_firm_size,
+    )
+
+
+def _risk(
+    fs: np.ndarray,
+    m: int,
+    eligible: np.ndarray,
+    account: np.ndarray | bool,
+    pool: Pool,
+    employers: Callable[[], np.ndarray],
+    min_firm_size: int,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`risk_set` from first starts ``fs`` (``-1``: never), cohort ``m`` on the same
+    scale, eligibility in ``m``, an ILA account in ``m-1`` and the employers of ``m-1``."""
     starts = fs == m
     treated = np.nonzero(starts & eligible)[0]
     later = (fs == -1) if pool == "never_treated" else ((fs == -1) | (fs > m))
     if pool == "account_holders":
-        later &= (arrays.series["ila_account"][:, m - 1] == 1) if m > 0 else False
+        later &= account
     candidates = np.nonzero(later & eligible)[0]
     if pool == "coworkers":
-        candidates = coworkers.coworker_candidates(arrays, m, treated, candidates, min_firm_size)
+        candidates = coworkers.candidates_by_codes(employers(), treated, candidates,
+                                                   min_firm_size)
     return treated, candidates, int((starts & ~eligible).sum())
+
+
+@dataclass
+class Population:
+    """The persons the cohorts are matched among, over the months ``first`` .. ``last``.
+
+    Either ``arrays`` of every person (:meth:`of`; ``person_chunk`` None, the default), or
+    the panel under ``panel_dir`` read ``chunk`` pids at a time (:meth:`chunked`): then the
+    risk sets come from a few light columns (eligibility in the cohort month, first ILA
+    start, account in ``m-1``, employer of ``m-1``; :meth:`risk`), and the features from
+    arrays of one pid range at a time (:meth:`chunks`), so that memory is bounded by
+    ``chunk`` times the months rather than by the population. Both give the same twins.
+
+    Assumptions: pids are ``0 .. n_persons - 1`` (the panel's); a person's
+    ``ila_first_start`` is the same in all their rows (a person attribute).
+    """
+
+    first: date
+    last: date
+    n_persons: int
+    arrays: PanelArrays | None = None
+    panel_dir: Path | None = None
+    chunk: int | None = None
+    # light columns of a chunked population (:meth:`prefetch`), over pids
+    _first_start: np.ndarray | None = field(default=None, repr=False)
+    _eligible: dict[date, np.ndarray] = field(default_factory=dict, repr=False)
+    _account: dict[date, np.ndarray] = field(default_factory=dict, repr=False)
+    _employers: dict[date, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def of(cls, arrays: PanelArrays) -> Population:
+        """Every person's arrays (their first starts before the first loaded month should be
+        :data:`STARTED_BEFORE`, as :func:`load_window` makes them)."""
+        if arrays.source_pid is not None:
+            raise ValueError("the arrays hold a subset of the persons: use Population.chunked")
+        return cls(first=arrays.months[0], last=arrays.months[-1],
+                   n_persons=arrays.n_persons, arrays=arrays, panel_dir=arrays.panel_dir)
+
+    @classmethod
+    def chunked(cls, panel_dir: Path, first: date, last: date | None, chunk: int) -> Population:
+        """The panel under ``panel_dir`` read ``chunk`` pids at a time (``last`` None: the
+        panel's last month)."""
+        if chunk < 1:
+            raise ValueError("person_chunk must be at least 1")
+        b = _scan(panel_dir).select(pl.col("month").max().alias("b"),
+                                    pl.col("pid").max().alias("n")).collect()
+        return cls(first=first, last=last or b["b"][0], n_persons=int(b["n"][0]) + 1,
+                   panel_dir=Path(panel_dir), chunk=chunk)
+
+    @classmethod
+    def read(cls, panel_dir: Path, first: date, last: date | None = None,
+             chunk: int | None = None) -> Population:
+        """The panel's months ``first`` .. ``last``: every person's arrays
+        (:func:`load_window`) if ``chunk`` is None, else read ``chunk`` pids at a time."""
+        if chunk is None:
+            return cls.of(load_window(panel_dir, first, last))
+        return cls.chunked(panel_dir, first, last, chunk)
+
+    def cohort_months(self) -> list[date]:
+        """Months with at least one first ILA start and 36 months of loaded history."""
+        if self.arrays is not None:
+            return [self.arrays.months[m] for m in cohort_months(self.arrays)]
+        lo = shift_month(self.first, HISTORY)
+        assert self.panel_dir is not None
+        starts = (
+            _scan(self.panel_dir)
+            .filter(pl.col("month").is_between(self.first, self.last)
+                    & pl.col("ila_first_start").is_between(lo, self.last))
+            .select(pl.col("ila_first_start").unique())
+            .collect()["ila_first_start"]
+        )
+        return sorted(date(d.year, d.month, 1) for d in starts.to_list())
+
+    def employers(self, cohort: date) -> np.ndarray:
+        """Main employer of ``cohort``'s month before of every pid (int32 code, -1: none)."""
+        if self.arrays is not None:
+            return coworkers.employers_l1(self.arrays, self.arrays.month_index(cohort))
+        if cohort not in self._employers:
+            assert self.panel_dir is not None
+            self._employers[cohort] = coworkers.read_employers(
+                self.panel_dir, shift_month(cohort, -1), self.n_persons, self.chunk)
+        return self._employers[cohort]
+
+    def risk(self, cohort: date, pool: Pool,
+             min_firm_size: int = coworkers.DEFAULT_MIN_FIRM_SIZE
+             ) -> tuple[np.ndarray, np.ndarray, int]:
+        """:func:`risk_set` of ``cohort`` (pids of the panel)."""
+        if self.arrays is not None:
+            return risk_set(self.arrays, self.arrays.month_index(cohort), pool,
+                            min_firm_size=min_firm_size)
+        self.prefetch([cohort], pool)
+        assert self._first_start is not None
+        return _risk(self._first_start, _month_number(cohort), self._eligible[cohort],
+                     self._account.get(cohort, False), pool, lambda: self.employers(cohort),
+                     min_firm_size)
+
+    def prefetch(self, cohorts: list[date], pool: Pool) -> None:
+        """Read the light columns of the risk sets of ``cohorts`` not read yet, ``chunk``
+        pids at a time, in one scan per chunk: every person's first ILA start as a month
+        number (so that a start before the loaded months is simply earlier; as
+        ``PanelArrays.load``, from any row of the loaded months), eligibility in each cohort
+        month and (``account_holders``) an ILA account in the month before. Nothing to do
+        for every person's arrays."""
+        if self.arrays is not None:
+            return
+        assert self.panel_dir is not None and self.chunk is not None
+        need = sorted({c for c in cohorts if c not in self._eligible})
+        prev = sorted({shift_month(c, -1) for c in cohorts if c not in self._account}
+                      if pool == "account_holders" else set())
+        if not need and not prev and self._first_start is not None:
+            return
+        scan = _scan(self.panel_dir)
+        n = self.n_persons
+        fs = np.full(n, -1, dtype=np.int64) if self._first_start is None else None
+        eligible = {c: np.zeros(n, dtype=bool) for c in need}
+        account = {c: np.zeros(n, dtype=bool) for c in prev}
+        start = pl.col("ila_first_start")
+        month_no = start.dt.year().cast(pl.Int64) * 12 + start.dt.month().cast(pl.Int64) - 1
+        for lo in range(0, n, self.chunk):
+            rng = pl.col("pid").is_between(lo, lo + self.chunk - 1)
+            if fs is not None:
+                have = (scan.filter(rng & pl.col("month").is_between(self.first, self.last)
+                                    & start.is_not_null())
+                        .group_by("pid").agg(month_no.first().alias("s")).collect())
+                fs[have["pid"].to_numpy()] = have["s"].to_numpy()
+            for flags, column in ((eligible, "eligible"), (account, "ila_account")):
+                if not flags:
+                    continue
+                rows = (scan.filter(rng & pl.col("month").is_in(list(flags))
+                                    & (pl.col(column).fill_null(0).cast(pl.Int8) == 1))
+                        .select("pid", "month").collect())
+                for c, part in rows.partition_by("month", as_dict=True).items():
+                    flags[c[0]][part["pid"].to_numpy()] = True
+        if fs is not None:
+            self._first_start = fs
+        self._eligible.update(eligible)
+        self._account.update({shift_month(c, 1): v for c, v in account.items()})
+
+    def chunks(self, first: date, last: date) -> Iterator[tuple[int, PanelArrays]]:
+        """Arrays of the months ``first`` .. ``last`` of one pid range at a time: the first
+        pid and the arrays (rows ``0 ..``: pids ``first pid ..``). With every person's arrays,
+        those arrays (they must hold the months)."""
+        if self.arrays is not None:
+            yield 0, self.arrays
+            return
+        assert self.panel_dir is not None and self.chunk is not None
+        for lo in range(0, self.n_persons, self.chunk):
+            pids = np.arange(lo, min(lo + self.chunk, self.n_persons))
+            yield lo, PanelArrays.load(self.panel_dir, first, last, pids=pids)
+
+    def units(self, pids: np.ndarray, first: date, last: date) -> PanelArrays:
+        """Arrays holding (at least) the persons ``pids`` over ``first`` .. ``last``."""
+        if self.arrays is not None:
+            return self.arrays
+        assert self.panel_dir is not None
+        return PanelArrays.load(self.panel_dir, first, last, pids=np.unique(pids))
+
+
+def _within(pids: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """The sorted ``pids`` in ``lo`` .. ``hi - 1``."""
+    a, b = np.searchsorted(pids, [lo, hi])
+    return pids[a:b]
+
+
+def _features(arrays: PanelArrays, m: int, pids: np.ndarray) -> pl.DataFrame:
+    """:func:`features_at` of the panel pids ``pids`` (sorted) with their panel ``pid``."""
+    f = features_at(arrays, m, arrays.rows(pids))
+    if arrays.source_pid is not None:
+        f = f.with_columns(pl.Series("pid", np.asarray(pids), dtype=pl.Int32))
+    return f
+
+
+def _stack(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """Frames of :func:`features_at` stacked; the Enum columns of frames of arrays of
+    different persons (whose categories are those of their persons) get the union of the
+    categories, sorted, as :func:`features_at` would give on arrays of all of them."""
+    if len(frames) == 1:
+        return frames[0]
+    casts = {}
+    for name, dtype in frames[0].schema.items():
+        if isinstance(dtype, pl.Enum) and any(f.schema[name] != dtype for f in frames):
+            cats = {c for f in frames for c in f.schema[name].categories.to_list()}
+            casts[name] = pl.Enum(sorted(cats))
+    return pl.concat([f.with_columns(pl.col(k).cast(v) for k, v in casts.items())
+                      for f in frames])
+
+
+def _gather(pop: Population, wanted: dict[Hashable, tuple[date, np.ndarray]], first: date,
+            last: date, visit: Callable[[Hashable, PanelArrays, int, int], None] | None = None,
+            spill: Path | None = None) -> dict[Hashable, list[pl.DataFrame | Path]]:
+    """Features at cohort ``c`` of the (sorted) panel pids ``p`` of every ``key -> (c, p)`` of
+    ``wanted``, one part per chunk (in pid order; :func:`_collect` stacks them), from one pass
+    over ``pop``'s chunks of the months ``first`` .. ``last``; ``visit(key, arrays, m,
+    first_pid)`` is called on every chunk and key too. ``spill``: a folder the parts are
+    written to (Arrow IPC) instead of being held in memory."""
+    parts: dict[Hashable, list[pl.DataFrame | Path]] = {k: [] for k in wanted}
+    for lo, arrays in pop.chunks(first, last):
+        for i, (k, (c, pids)) in enumerate(wanted.items()):
+            m = arrays.month_index(c)
+            f = _features(arrays, m, _within(pids, lo, lo + arrays.n_persons))
+            if spill is not None:
+                path = spill / f"{i}-{lo}.arrow"
+                f.write_ipc(path)
+                parts[k].append(path)
+            else:
+                parts[k].append(f)
+            del f
+            if visit is not None:
+                visit(k, arrays, m, lo)
+        del arrays
+    return parts
+
+
+def _collect(parts: list[pl.DataFrame | Path]) -> pl.DataFrame:
+    """The parts of one key of :func:`_gather` stacked (:func:`_stack`); spilled parts are
+    read back and deleted."""
+    frames = []
+    for part in parts:
+        if isinstance(part, Path):
+            frames.append(pl.read_ipc(part))
+            part.unlink()
+        else:
+            frames.append(part)
+    return _stack(frames)
+
+
+PRE_SERIES = ("earnings_real", "employed", "days_worked")
+#: Months of the pre-period trajectories.
+PRE_WINDOW = 36
+
+
+def _add_paths(acc: np.ndarray, arrays: PanelArrays, m: int, pids: np.ndarray,
+               series: tuple[str, ...] = PRE_SERIES, window: int = PRE_WINDOW,
+               block: int = 1 << 16) -> np.ndarray:
+    """``acc`` (one row per series) plus the months ``m - window .. m - 1`` of ``pids``,
+    added person after person, as ``mean(axis=0)`` adds the rows of a C-ordered matrix: the
+    sum over chunks of pids is then the same number as over all at once (``block`` persons'
+    months are held at a time)."""
+    rows = arrays.rows(pids)
+    out = acc.copy()
+    for k, name in enumerate(series):
+        for i in range(0, rows.size, block):
+            x = arrays.series[name][rows[i : i + block], m - window : m].astype(np.float64)
+            out[k] = np.add.reduce(np.concatenate([out[k][None, :], x]), axis=0)
+    return out
+
+
+def _means(acc: np.ndarray, n: int) -> np.ndarray:
+    """``acc / n`` (NaN if ``n`` is 0, as the mean of no rows)."""
+    return acc / n if n else np.full_like(acc, np.nan)
+
+
+@dataclass
+class CohortInputs:
+    """What matching one cohort needs, whoever loaded it (:func:`cohort_inputs`).
+
+    ``treated``, ``candidates``: features (:func:`features_at`, panel pids, pid order);
+    ``candidate_pre``: mean paths of :data:`PRE_SERIES` over the :data:`PRE_WINDOW` months
+    before the cohort month of all candidates (one row per series; NaN without candidates).
+    """
+
+    cohort: date
+    treated: pl.DataFrame
+    candidates: pl.DataFrame
+    n_treated_ineligible: int
+    candidate_pre: np.ndarray
+
+
+def cohort_inputs(pop: Population, cohort: date, s: TwinSettings, *,
+                  treated: pl.DataFrame | None = None) -> CohortInputs:
+    """The features of ``cohort``'s treated (unless given) and candidates and the candidates'
+    mean pre-period paths, built one chunk of ``pop`` at a time (months ``m-36 .. m``)."""
+    return next(cohorts_inputs(pop, [cohort], s, treated=treated))
+
+
+def cohorts_inputs(pop: Population, cohorts: list[date], s: TwinSettings, *,
+                   treated: pl.DataFrame | None = None,
+                   spill: Path | None = None) -> Iterator[CohortInputs]:
+    """The :class:`CohortInputs` of every cohort, in order.
+
+    Without ``spill``, one pass over ``pop``'s chunks of each cohort's months ``m-36 .. m``
+    per cohort. With a ``spill`` folder, a single pass over the chunks of the months of all
+    ``cohorts`` (36 before the first .. the last): each chunk's features of every cohort are
+    written there and read back one cohort at a time, so memory holds one chunk's arrays and
+    one cohort's frame rather than every cohort's frames. ``treated``: the features of the
+    treated of a single cohort, if known.
+    """
+    if spill is None and len(cohorts) > 1:
+        for c in cohorts:
+            yield from cohorts_inputs(pop, [c], s)
+        return
+    risk = {}
+    for c in cohorts:  # pids as int32 (every cohort's candidates are held at once)
+        t_, cand_, n_ = pop.risk(c, s.pool, s.coworkers_min_firm_size)
+        risk[c] = (t_.astype(np.int32), cand_.astype(np.int32), n_)
+    wanted: dict[Hashable, tuple[date, np.ndarray]] = {}
+    for c in cohorts:
+        wanted[(c, "candidates")] = (c, risk[c][1])
+        if treated is None:
+            wanted[(c, "treated")] = (c, risk[c][0])
+    acc = {c: np.zeros((len(PRE_SERIES), PRE_WINDOW)) for c in cohorts}
+
+    def paths(key: Hashable, arrays: PanelArrays, m: int, lo: int) -> None:
+        c, kind = key  # type: ignore[misc]
+        if kind == "candidates":
+            cand = _within(risk[c][1], lo, lo + arrays.n_persons)
+            acc[c] = _add_paths(acc[c], arrays, m, cand)
+
+    parts = _gather(pop, wanted, shift_month(min(cohorts), -HISTORY), max(cohorts), paths,
+                    spill)
+    for c in cohorts:
+        t = _collect(parts.pop((c, "treated"))) if treated is None else treated
+        yield CohortInputs(c, t, _collect(parts.pop((c, "candidates"))), risk[c][2],
+                           _means(acc[c], risk[c][1].size))
 
 
 def cohort_frame(
@@ -377,23 +777,23 @@ def cohort_frame(
     treated, candidates, ineligible = risk_set(arrays, m, pool, min_firm_size=min_firm_size)
     df = _frame(features_at(arrays, m, treated), features_at(arrays, m, candidates))
     if pool == "coworkers":
-        df = _with_employer(arrays, m, df)
+        df = _with_employer(coworkers.employers_l1(arrays, m), df)
     return df, ineligible
 
 
-def _with_employer(arrays: PanelArrays, m: int, df: pl.DataFrame) -> pl.DataFrame:
-    """``df`` with the main employer of ``m-1`` of each ``pid`` (the coworkers' exact key)."""
-    codes = coworkers.employers_l1(arrays, m)
+def _with_employer(codes: np.ndarray, df: pl.DataFrame) -> pl.DataFrame:
+    """``df`` with the main employer of ``m-1`` (``codes`` over pids) of each ``pid`` (the
+    coworkers' exact key)."""
     return df.with_columns(pl.Series(coworkers.EMPLOYER_KEY, codes[df["pid"].to_numpy()]))
 
 
 def _frame(treated: pl.DataFrame, candidates: pl.DataFrame) -> pl.DataFrame:
     flag = np.r_[np.ones(treated.height, bool), np.zeros(candidates.height, bool)]
-    return pl.concat([treated, candidates]).with_columns(pl.Series("treated", flag))
+    return _stack([treated, candidates]).with_columns(pl.Series("treated", flag))
 
 
 def _pooled_model(
-    arrays: PanelArrays, months: list[int], s: TwinSettings, treated: dict[int, pl.DataFrame]
+    pop: Population, cohorts: list[date], s: TwinSettings, treated: dict[date, pl.DataFrame]
 ) -> PropensityModel | None:
     """One propensity model on all cohorts' treated and a sample of their candidates.
 
@@ -404,49 +804,144 @@ def _pooled_model(
     that level (so that every candidate can be scored). Only the sampled candidates'
     features are built. With the ``coworkers`` pool only the treated persons in qualifying
     firms enter (the others have no candidates); None if there are none.
+
+    The draw needs only the risk sets (:func:`_draw`: positions among each cohort's
+    candidates, one generator over the cohorts in order); the features of the drawn
+    candidates and the levels of all candidates are then read in one pass over ``pop``'s
+    chunks, so the sample is the same however the persons are chunked.
     """
+    sample = _draw(pop, cohorts, s, {c: t["pid"].to_numpy() for c, t in treated.items()})
+    if sample is None:
+        return None
+    parts = _gather(pop, sample.wanted(), pop.first, pop.last, sample.visit)
+    return sample.fit(treated, parts, s)
+
+
+@dataclass
+class _Sample:
+    """The pooled model's candidate sample (:func:`_draw`): per cohort with treated persons
+    entering the model, which of its treated (in pid order) enter, its candidates, the drawn
+    positions among them and the levels of the candidates (:class:`_Levels`)."""
+
+    keep: dict[date, np.ndarray]
+    cands: dict[date, np.ndarray]
+    takes: dict[date, np.ndarray]
+    levels: dict[date, _Levels]
+
+    def wanted(self) -> dict[Hashable, tuple[date, np.ndarray]]:
+        """The drawn candidates of every cohort (keys ``("sample", cohort)``, :func:`_gather`)."""
+        return {("sample", c): (c, self.cands[c][self.takes[c]]) for c in self.takes}
+
+    def visit(self, key: Hashable, arrays: PanelArrays, m: int, lo: int) -> None:
+        """Record the levels of the cohort's candidates held by a chunk (:func:`_gather`)."""
+        if isinstance(key, tuple) and key[0] == "sample" and self.levels[key[1]].cols:
+            self.levels[key[1]].add(arrays, m, self.cands[key[1]], lo)
+
+    def fit(self, treated: dict[date, pl.DataFrame],
+            parts: dict[Hashable, list[pl.DataFrame | Path]], s: TwinSettings
+            ) -> PropensityModel:
+        """The model on the treated that enter and the sample (drawn candidates, then the
+        first candidate of every level the sample lacked, in :meth:`_Levels.rows` order)."""
+        frames = []
+        for c in self.takes:
+            levels = self.levels[c]
+            order = levels.rows()  # positions among the candidates, in the sample's order
+            pool = _stack([_collect(parts[("sample", c)]), *levels.frames])
+            pos = np.r_[self.takes[c], *levels.positions]
+            at = {int(p): i for i, p in enumerate(pos)}
+            sample = pool[[at[int(p)] for p in order]]
+            frames.append(_frame(treated[c].filter(pl.Series(self.keep[c])), sample))
+        return PropensityModel(C=s.ps_C).fit(_stack(frames), treatment="treated",
+                                             features=list(s.features))
+
+
+def _draw(pop: Population, cohorts: list[date], s: TwinSettings,
+          treated: dict[date, np.ndarray]) -> _Sample | None:
+    """Draw the pooled model's candidate sample (see :func:`_pooled_model`) from the risk sets
+    of ``pop``; ``treated``: every cohort's treated pids (sorted). None without treated
+    persons entering the model."""
     rng = np.random.default_rng(s.seed)
-    if s.pool == "coworkers":
-        treated = {m: _in_qualifying_firms(arrays, m, t, s) for m, t in treated.items()}
-        if not any(t.height for t in treated.values()):
-            return None
+    keep = {c: np.ones(treated[c].size, dtype=bool) for c in cohorts}
+    if s.pool == "coworkers":  # only the treated in qualifying firms
+        keep = {c: coworkers.reasons_by_codes(pop.employers(c), treated[c],
+                                              s.coworkers_min_firm_size) == ""
+                for c in cohorts}
+    n = {c: int(keep[c].sum()) for c in cohorts}
     per_treated: float = s.ps_controls_per_treated
-    n_treated = sum(t.height for t in treated.values())
+    n_treated = sum(n.values())
+    if n_treated == 0:
+        return None
     if s.ps_max_controls is not None and per_treated * n_treated > s.ps_max_controls:
         per_treated = s.ps_max_controls / n_treated
-    parts = []
     cat_cols = [c for c in s.features if c in (*CATEGORICAL_FEATURES, *COARSE_FEATURES)]
-    for m in months:
-        t = treated[m]
-        if t.height == 0:
+    cands: dict[date, np.ndarray] = {}
+    takes: dict[date, np.ndarray] = {}
+    for c in cohorts:
+        if n[c] == 0:
             continue
-        _, cand, _ = risk_set(arrays, m, s.pool, min_firm_size=s.coworkers_min_firm_size)
-        k = min(cand.size, int(per_treated * t.height))
-        take = np.sort(rng.choice(cand.size, size=k, replace=False))
-        rows = [take]
-        if cat_cols:
-            codes = categorical_codes(arrays, m, cand, cat_cols)
-            for col in cat_cols:
-                phys = codes[col][1] + 1  # >= 0 (missing -1 -> 0)
-                present = np.bincount(phys) > 0
-                seen = np.bincount(phys[np.concatenate(rows)], minlength=present.size) > 0
-                extra = [int(np.argmax(phys == lv)) for lv in np.flatnonzero(present & ~seen)]
-                if extra:  # the first candidate with each level the sample lacks
-                    rows.append(np.sort(np.array(extra, dtype=np.int64)))
-        sample = features_at(arrays, m, cand[np.concatenate(rows)])
-        parts.append(_frame(t, sample))
-    stacked = pl.concat(parts)
-    return PropensityModel(C=s.ps_C).fit(stacked, treatment="treated", features=list(s.features))
+        cand = pop.risk(c, s.pool, s.coworkers_min_firm_size)[1]
+        k = min(cand.size, int(per_treated * n[c]))
+        cands[c] = cand.astype(np.int32)  # every cohort's candidates are held at once
+        takes[c] = np.sort(rng.choice(cand.size, size=k, replace=False))
+    if not takes:
+        return None
+    return _Sample(keep, cands, takes, {c: _Levels(cat_cols, takes[c]) for c in takes})
 
 
-def _in_qualifying_firms(
-    arrays: PanelArrays, m: int, treated: pl.DataFrame, s: TwinSettings
-) -> pl.DataFrame:
-    """The rows of ``treated`` whose firm of ``m-1`` qualifies for the coworkers pool."""
-    why = coworkers.treated_reasons(
-        arrays, m, treated["pid"].to_numpy(), s.coworkers_min_firm_size
-    )
-    return treated.filter(pl.Series(why == ""))
+class _Levels:
+    """The categorical levels of one cohort's candidates, seen chunk by chunk (for the pooled
+    model's sample, :func:`_pooled_model`): per column, the first candidate (position among
+    the candidates) with each level, the levels of every column of those candidates and
+    their features, and the levels the drawn positions ``take`` hold."""
+
+    def __init__(self, cols: list[str], take: np.ndarray) -> None:
+        self.cols = cols
+        self.take = take
+        self.first: dict[str, dict[str | None, int]] = {c: {} for c in cols}
+        self.of: dict[int, dict[str, str | None]] = {}  # position -> column -> level
+        self.seen: dict[str, set[str | None]] = {c: set() for c in cols}
+        self.frames: list[pl.DataFrame] = []
+        self.positions: list[np.ndarray] = []
+
+    def add(self, arrays: PanelArrays, m: int, cand: np.ndarray, lo: int) -> None:
+        """The candidates ``cand`` (panel pids) held by ``arrays`` (pids ``lo ..``)."""
+        a, b = np.searchsorted(cand, [lo, lo + arrays.n_persons])
+        if a == b:
+            return
+        codes = categorical_codes(arrays, m, arrays.rows(cand[a:b]), self.cols)
+
+        def label(col: str, code: int) -> str | None:  # a level (None: missing, code -1)
+            return codes[col][0][code] if code >= 0 else None
+
+        taken = self.take[(self.take >= a) & (self.take < b)] - a
+        new: set[int] = set()
+        for col in self.cols:
+            k = codes[col][1]
+            self.seen[col].update(label(col, v) for v in np.unique(k[taken]).tolist())
+            values, first = np.unique(k, return_index=True)
+            for v, i in zip(values.tolist(), first.tolist(), strict=True):
+                if label(col, v) not in self.first[col]:
+                    self.first[col][label(col, v)] = a + i
+                    new.add(i)
+        if new:
+            local = np.array(sorted(new), dtype=np.int64)
+            for i in local.tolist():
+                self.of[a + i] = {c: label(c, int(codes[c][1][i])) for c in self.cols}
+            self.frames.append(_features(arrays, m, cand[a + local]))
+            self.positions.append(a + local)
+
+    def rows(self) -> np.ndarray:
+        """The sample's positions: ``take``, then per column the first candidate of every
+        level that neither ``take`` nor the candidates added for earlier columns hold."""
+        rows = [self.take]
+        added: list[int] = []
+        for col in self.cols:
+            seen = self.seen[col] | {self.of[p][col] for p in added}
+            extra = sorted(p for v, p in self.first[col].items() if v not in seen)
+            if extra:
+                rows.append(np.array(extra, dtype=np.int64))
+                added.extend(extra)
+        return np.concatenate(rows)
 
 
 def _add_unqualified(res: MatchResult, pids: np.ndarray, why: np.ndarray) -> MatchResult:
@@ -500,18 +995,17 @@ def _add_unqualified(res: MatchResult, pids: np.ndarray, why: np.ndarray) -> Mat
 
 
 def _match_coworkers(
-    arrays: PanelArrays, m: int, s: TwinSettings, model: PropensityModel | None,
-    df: pl.DataFrame,
+    codes: np.ndarray, s: TwinSettings, model: PropensityModel | None, df: pl.DataFrame,
 ) -> tuple[pl.DataFrame, MatchResult]:
-    """The coworkers pool's match of cohort ``m``: ``df`` (treated and candidates) with the
-    employer of ``m-1`` (an exact key) and, with a pooled model, ``ps_logit``; the match of
-    the treated in qualifying firms and their co-workers, the others added as unmatched
-    (:func:`_add_unqualified`). Only the qualifying rows are scored or fitted (the others
-    may hold levels the model never saw) and define the caliper's SD."""
+    """The coworkers pool's match of a cohort: ``df`` (treated and candidates) with the
+    employer of ``m-1`` (``codes`` over pids; an exact key) and, with a pooled model,
+    ``ps_logit``; the match of the treated in qualifying firms and their co-workers, the
+    others added as unmatched (:func:`_add_unqualified`). Only the qualifying rows are scored
+    or fitted (the others may hold levels the model never saw) and define the caliper's SD."""
     opts = s.options()
-    df = _with_employer(arrays, m, df)
+    df = _with_employer(codes, df)
     pids = df["pid"].to_numpy()
-    why = coworkers.treated_reasons(arrays, m, pids, s.coworkers_min_firm_size)
+    why = coworkers.reasons_by_codes(codes, pids, s.coworkers_min_firm_size)
     why[~df["treated"].to_numpy()] = ""  # candidates are in qualifying firms by construction
     keep = why == ""
     sub = df.filter(pl.Series(keep))
@@ -546,23 +1040,44 @@ def match_cohort(
     treated: pl.DataFrame | None = None,
     grid: dict[str, np.ndarray] | None = None,
 ) -> CohortMatch:
-    """Twins of the cohort of month index ``m`` (see the module docstring).
+    """Twins of the cohort of month index ``m`` of ``arrays`` (every person's; see the module
+    docstring): :func:`match_inputs` of :func:`cohort_inputs`.
 
     ``treated`` (the features of the cohort's treated persons) and ``grid`` (the KS grid of
     the balance tables, holding every treated value of all cohorts to be pooled) are passed
     by :func:`match_cohorts`; by default they are built for this cohort alone.
     """
     t0 = time.perf_counter()
-    t_pids, cand, ineligible = risk_set(
-        arrays, m, s.pool, min_firm_size=s.coworkers_min_firm_size
-    )
-    if treated is None:
-        treated = features_at(arrays, m, t_pids)
-    df = _frame(treated, features_at(arrays, m, cand))
+    pop = Population.of(arrays)
+    inputs = cohort_inputs(pop, arrays.months[m], s, treated=treated)
+    return match_inputs(inputs, s, model, grid=grid, employers=pop.employers, t0=t0)
+
+
+def match_inputs(
+    inputs: CohortInputs,
+    s: TwinSettings,
+    model: PropensityModel | None = None,
+    *,
+    grid: dict[str, np.ndarray] | None = None,
+    employers: Callable[[date], np.ndarray] | None = None,
+    t0: float | None = None,
+) -> CohortMatch:
+    """Twins of one cohort from its prebuilt :class:`CohortInputs` (panel pids).
+
+    ``employers(cohort)``: the employer codes of ``m-1`` over all pids (the ``coworkers``
+    pool only; :meth:`Population.employers`); ``grid``: see :func:`match_cohort`; ``t0``:
+    start of the cohort's clock (``seconds``).
+    """
+    t0 = time.perf_counter() if t0 is None else t0
+    treated = inputs.treated
+    df = _frame(treated, inputs.candidates)
+    n_candidates = inputs.candidates.height
     opts = s.options()
     feats = s.mahalanobis_features if s.distance == "mahalanobis" else s.features
     if s.pool == "coworkers":
-        df, res = _match_coworkers(arrays, m, s, model, df)
+        if employers is None:
+            raise ValueError("the coworkers pool needs the employers of the month before")
+        df, res = _match_coworkers(employers(inputs.cohort), s, model, df)
     else:
         kwargs: dict = {}
         if opts.ps_model == "precomputed":
@@ -572,14 +1087,15 @@ def match_cohort(
             kwargs = {"score": "ps_logit"}
         res = match(df, treatment="treated", features=list(feats), id="pid", options=opts,
                     **kwargs)
-    # per-person weight and score from the match's units (pid = person index)
+    # per-person weight and score from the match's units (pid = panel pid)
     ids = res.units["id"].to_numpy()
-    weight = np.zeros(arrays.n_persons)
-    weight[ids] = res.units["weight"].to_numpy()
     pid = df["pid"].to_numpy()
+    n = int(pid.max()) + 1 if pid.size else 0
+    weight = np.zeros(n)
+    weight[ids] = res.units["weight"].to_numpy()
     df = df.with_columns(pl.Series("weight", weight[pid]))
     if "ps_logit" not in df.columns:  # per-cohort model: its logit; Mahalanobis: null
-        score = np.full(arrays.n_persons, np.nan)
+        score = np.full(n, np.nan)
         score[ids] = res.units["score"].fill_null(np.nan).to_numpy()
         df = df.with_columns(pl.Series("ps_logit", score[pid]).fill_nan(None))
     # keep the treated and the twins only (all candidates of all cohorts would not fit)
@@ -595,7 +1111,7 @@ def match_cohort(
         weights="weight",
         grid=grid,
         ks_sample=s.ks_sample,
-        seed=s.seed + _month_number(arrays.months[m]),
+        seed=s.seed + _month_number(inputs.cohort),
     )
     bal = balance_table_from_parts([parts], binary=s.smd_binary)
     gate = balance_gate(
@@ -605,9 +1121,9 @@ def match_cohort(
         unmatched_share=res.unmatched_share,
     )
     return CohortMatch(
-        cohort=arrays.months[m],
-        n_treated_ineligible=ineligible,
-        n_candidates=int(cand.size),
+        cohort=inputs.cohort,
+        n_treated_ineligible=inputs.n_treated_ineligible,
+        n_candidates=int(n_candidates),
         result=res,
         frame=df[np.flatnonzero(df["treated"].to_numpy() | (df["weight"].to_numpy() > 0))],
         balance=bal,
@@ -615,6 +1131,7 @@ def match_cohort(
         seconds=time.perf_counter() - t0,
         parts=parts,
         min_firm_size=s.coworkers_min_firm_size,
+        candidate_pre=inputs.candidate_pre,
     )
 
 
@@ -657,16 +1174,23 @@ PAIR_COLUMNS = (
 def cohort_output(
     arrays: PanelArrays, c: CohortMatch, pool: Pool, *, pre: bool = False
 ) -> CohortOutput:
-    """The :class:`CohortOutput` of a matched cohort (``pre``: with its pre-trajectories)."""
-    code = arrays.person_code
+    """The :class:`CohortOutput` of a matched cohort (``pre``: with its pre-trajectories).
+
+    ``arrays`` hold (at least) the cohort's treated persons and twins, over the 36 months
+    before the cohort month if ``pre`` (every person's arrays, or :meth:`Population.units`).
+    """
     r = c.result
+
+    def code(pids: np.ndarray) -> np.ndarray:
+        return arrays.person_code[arrays.rows(pids)]
+
     tid = r.pairs["treated_id"].to_numpy()
     cid = r.pairs["control_id"].to_numpy()
     pairs = (
         r.pairs.with_columns(
             pl.lit(c.cohort).alias("cohort"),
-            pl.Series("treated_code", code[tid].astype(str)),
-            pl.Series("twin_code", code[cid].astype(str)),
+            pl.Series("treated_code", code(tid).astype(str)),
+            pl.Series("twin_code", code(cid).astype(str)),
         )
         .rename({"treated_id": "treated_pid", "control_id": "twin_pid"})
         .select(PAIR_COLUMNS)
@@ -683,7 +1207,7 @@ def cohort_output(
         um = r.unmatched.join(keys, left_on="treated_id", right_on="pid", how="left")
         unmatched = um.with_columns(
             pl.lit(c.cohort).alias("cohort"),
-            pl.Series("treated_code", code[um["treated_id"].to_numpy()].astype(str)),
+            pl.Series("treated_code", code(um["treated_id"].to_numpy()).astype(str)),
         )
     sm = r.summary()
     if pool == "coworkers":  # the same reason columns in every cohort
@@ -795,26 +1319,55 @@ def combine_cohorts(
 
 
 def prepare_cohorts(
-    arrays: PanelArrays, s: TwinSettings, months: list[int]
-) -> tuple[dict[int, pl.DataFrame], dict[str, np.ndarray]]:
-    """The treated persons' features of every cohort and the KS grid shared by all cohorts
-    (every numeric balance covariate's distinct treated values over all cohorts)."""
-    treated = {
-        m: features_at(arrays, m, risk_set(arrays, m, s.pool,
-                                           min_firm_size=s.coworkers_min_firm_size)[0])
-        for m in months
-    }
-    numeric = [c for c in s.covariates if c in NUMERIC_FEATURES]
-    grid = ks_grid(pl.concat(treated.values()), numeric) if months else {}
+    source: PanelArrays | Population, s: TwinSettings, cohorts: list[date]
+) -> tuple[dict[date, pl.DataFrame], dict[str, np.ndarray]]:
+    """The treated persons' features of every cohort (one pass over the chunks of a
+    :class:`Population`) and the KS grid shared by all cohorts (every numeric balance
+    covariate's distinct treated values over all cohorts)."""
+    treated, grid, _ = prepare_and_fit(source, s, cohorts, fit=False)
     return treated, grid
 
 
+def prepare_and_fit(
+    source: PanelArrays | Population, s: TwinSettings, cohorts: list[date], *,
+    fit: bool = True,
+) -> tuple[dict[date, pl.DataFrame], dict[str, np.ndarray], PropensityModel | None]:
+    """:func:`prepare_cohorts` and (``fit``) :func:`fit_pooled_model` with a single pass over
+    the chunks of a :class:`Population` (the treated persons' features and the model's
+    candidate sample are gathered together)."""
+    pop = source if isinstance(source, Population) else Population.of(source)
+    pop.prefetch(cohorts, s.pool)
+    pids = {c: pop.risk(c, s.pool, s.coworkers_min_firm_size)[0] for c in cohorts}
+    sample = None
+    if fit and s.distance == "glm" and s.ps_scope == "pooled" and cohorts:
+        sample = _draw(pop, cohorts, s, pids)
+    wanted: dict[Hashable, tuple[date, np.ndarray]] = {
+        ("treated", c): (c, p) for c, p in pids.items()}
+    if sample is not None:
+        wanted.update(sample.wanted())
+    parts = (_gather(pop, wanted, pop.first, pop.last,
+                     sample.visit if sample is not None else None) if cohorts else {})
+    frames = [_collect(parts[("treated", c)]) for c in cohorts]
+    if len({tuple(f.schema.items()) for f in frames}) > 1:
+        # one set of categories for all cohorts (their frames are concatenated)
+        stacked = _stack(frames)
+        sizes = np.cumsum([0, *(f.height for f in frames)])
+        frames = [stacked[int(a):int(b)] for a, b in zip(sizes, sizes[1:], strict=True)]
+    treated = dict(zip(cohorts, frames, strict=True))
+    numeric = [c for c in s.covariates if c in NUMERIC_FEATURES]
+    grid = ks_grid(pl.concat(frames), numeric) if cohorts else {}
+    model = sample.fit(treated, parts, s) if sample is not None else None
+    return treated, grid, model
+
+
 def fit_pooled_model(
-    arrays: PanelArrays, s: TwinSettings, months: list[int], treated: dict[int, pl.DataFrame]
+    source: PanelArrays | Population, s: TwinSettings, cohorts: list[date],
+    treated: dict[date, pl.DataFrame],
 ) -> PropensityModel | None:
     """The pooled propensity model, or None when the settings do not use one."""
     if s.distance == "glm" and s.ps_scope == "pooled":
-        return _pooled_model(arrays, months, s, treated)
+        pop = source if isinstance(source, Population) else Population.of(source)
+        return _pooled_model(pop, cohorts, s, treated)
     return None
 
 
@@ -855,12 +1408,14 @@ def match_cohorts(
             progress(stage)
         t0 = time.perf_counter()
 
-    treated, grid = prepare_cohorts(arrays, s, months)
+    dates = [arrays.months[m] for m in months]
+    treated, grid = prepare_cohorts(arrays, s, dates)
     lap("treated_features")
-    model = fit_pooled_model(arrays, s, months, treated)
+    model = fit_pooled_model(arrays, s, dates, treated)
     if model is not None:
         lap("pooled_model")
-    done = [match_cohort(arrays, m, s, model, treated=treated[m], grid=grid) for m in months]
+    done = [match_cohort(arrays, m, s, model, treated=treated[c], grid=grid)
+            for m, c in zip(months, dates, strict=True)]
     outputs = [cohort_output(arrays, c, s.pool, pre=pre) for c in done]
     lap("matching")
     result = combine_cohorts(outputs, s, model=model, cohorts=done, timings=stages)
@@ -868,50 +1423,53 @@ def match_cohorts(
     return result
 
 
-PRE_SERIES = ("earnings_real", "employed", "days_worked")
-
-
 def cohort_pre_trajectories(
     arrays: PanelArrays,
     c: CohortMatch,
     pool: Pool,
     series: tuple[str, ...] = PRE_SERIES,
-    window: int = 36,
+    window: int = PRE_WINDOW,
 ) -> pl.DataFrame:
     """Mean pre-period paths of one cohort: treated, matched twins and all candidates.
 
     For event time ``e = -window..-1`` (month ``m + e``): the mean of each series over the
     matched treated, the matching-weighted mean over their twins, and the plain mean over all
     candidates of the cohort (what a naive comparison would use); ``n`` matched treated.
+    ``arrays`` hold the treated and twins; the candidates' means are those computed with the
+    match (:attr:`CohortMatch.candidate_pre`) for the default series and window, else they
+    are computed here from ``arrays`` (then every person's).
     """
     m = arrays.month_index(c.cohort)
     f = c.frame
     w = f["weight"].to_numpy()
     d = f["treated"].to_numpy()
-    pid = f["pid"].to_numpy()
+    rows = arrays.rows(f["pid"].to_numpy())
     matched_t = d & (w > 0)
     n_t = int(matched_t.sum())
     if n_t == 0:
         return pl.DataFrame()
     twins = ~d & (w > 0)
-    cand = risk_set(arrays, m, pool, min_firm_size=c.min_firm_size)[1]  # all candidates
-    rows = []
-    for name in series:
-        x = arrays.series[name][pid, m - window : m].astype(np.float64)
-        xc = arrays.series[name][cand, m - window : m].astype(np.float64)
-        rows.append(
+    cand_means = c.candidate_pre
+    if cand_means is None or series != PRE_SERIES or window != PRE_WINDOW:
+        cand = risk_set(arrays, m, pool, min_firm_size=c.min_firm_size)[1]  # all candidates
+        acc = _add_paths(np.zeros((len(series), window)), arrays, m, cand, series, window)
+        cand_means = _means(acc, cand.size)
+    out = []
+    for k, name in enumerate(series):
+        x = arrays.series[name][rows, m - window : m].astype(np.float64)
+        out.append(
             pl.DataFrame(
                 {
                     "event_time": np.arange(-window, 0, dtype=np.int16),
                     "series": name,
                     "treated": x[matched_t].mean(axis=0),
                     "twins": (x[twins] * w[twins, None]).sum(axis=0) / w[twins].sum(),
-                    "candidates": xc.mean(axis=0),
+                    "candidates": cand_means[k],
                     "n": n_t,
                 }
             )
         )
-    return pl.concat(rows)
+    return pl.concat(out)
 
 
 def pool_pre_trajectories(frames: list[pl.DataFrame]) -> pl.DataFrame:
@@ -936,7 +1494,7 @@ def pre_trajectories(
     arrays: PanelArrays,
     result: TwinsResult,
     series: tuple[str, ...] = PRE_SERIES,
-    window: int = 36,
+    window: int = PRE_WINDOW,
 ) -> pl.DataFrame:
     """Mean pre-period paths of treated, matched twins and all candidates (naive).
 
