@@ -11,10 +11,14 @@ calling the same library functions as the Dagster assets:
 ``panel``, ``episodes``
     the person-month panel and the ILA episode tables.
 ``twins``
-    the twins plan, every cohort, the combination (:mod:`impact.twins.plan`).
+    the twins plan, every cohort, the combination (:mod:`impact.twins.plan`); with
+    ``--person-chunk N`` the panel is read N persons at a time (``twins.person_chunk``;
+    ``benchmarks/twins_memory.py`` compares chunk sizes).
 ``estimates``
     matched event studies of every outcome (bootstrap ``--reps``), the staggered
-    cross-check, refutation, subgroups.
+    cross-check, refutation, subgroups; the panel loaded for the matched persons and the
+    naive comparison's sample only (``estimates.naive_sample``;
+    ``benchmarks/estimates_memory.py`` compares it with the whole-panel load).
 ``indicators``
     every indicator and breakdown cell.
 ``publication``
@@ -91,28 +95,38 @@ extra.update(panel.build_episodes(cfg.data.sources, cfg.data.research))
 """,
     "twins": r"""
 import polars as pl
-from impact.evaluate import load_arrays
-from impact.twins.plan import combine_planned, match_planned, update_plan, write_cohort
+from impact.twins.plan import (combine_planned, match_planned_cohorts, plan_window,
+                               update_plan, write_cohort)
+from impact.twins.riskset import Population
+# argv[2]: twins.person_chunk ("" or absent: the config's)
+chunk = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2] else cfg.twins.person_chunk
+extra["person_chunk"] = chunk
 tr = pl.read_parquet(cfg.data.research / "treatment.parquet")
-arrays = load_arrays(cfg.data.panel, tr)
+pop = Population.read(cfg.data.panel, plan_window(tr["cohort"].min().replace(day=1)), None,
+                      chunk)
 extra["load_seconds"] = time.perf_counter() - t0
-plan, _ = update_plan(arrays, cfg.twins.settings(), cfg.data.twins, force=True)
-for c in plan.cohorts:
-    write_cohort(match_planned(arrays, plan, c), plan, cfg.data.twins)
+plan, _ = update_plan(pop, cfg.twins.settings(), cfg.data.twins, force=True)
+extra["plan_seconds"] = time.perf_counter() - t0 - extra["load_seconds"]
+extra["peak_rss_after_plan_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+t1 = time.perf_counter()
+for out in match_planned_cohorts(pop, plan, list(plan.cohorts)):
+    write_cohort(out, plan, cfg.data.twins)
+extra["cohorts_seconds"] = time.perf_counter() - t1
 res = combine_planned(plan, cfg.data.twins)
 extra.update(cohorts=len(plan.cohorts), treated=int(res.summary["n_treated"].sum()),
              unmatched=int(res.summary["n_unmatched"].sum()), pairs=res.pairs.height,
-             gate_passed=res.passed)
+             gate_passed=res.passed, plan=plan.fingerprint[:16])
 """,
     "estimates": r"""
 import polars as pl
-from impact.evaluate import load_arrays, run_estimates
+from impact.evaluate import load_estimation_arrays, run_estimates
 from impact.indicators import read_pairs
-from impact.twins.plan import align_pairs
 tr = pl.read_parquet(cfg.data.research / "treatment.parquet")
-arrays = load_arrays(cfg.data.panel, tr)
+arrays, pairs = load_estimation_arrays(cfg.data.panel, tr, read_pairs(cfg.data.twins),
+                                       naive_sample=cfg.estimates.naive_sample,
+                                       seed=cfg.estimates.seed)
 extra["load_seconds"] = time.perf_counter() - t0
-pairs = align_pairs(read_pairs(cfg.data.twins), arrays.person_code)
+extra["persons_loaded"] = arrays.n_persons
 res = run_estimates(arrays, pairs, tr, cfg.data.sources, cfg.data.estimates,
                     reps=cfg.estimates.reps, seed=cfg.estimates.seed)
 extra.update(parts=res.seconds, treated=res.n_treated,
@@ -150,11 +164,14 @@ def _config(root: Path, persons: int, seed: int, reps: int) -> Path:
     return path
 
 
-def run_stage(name: str, config: Path) -> dict:
-    """Run one stage in a child process; its seconds, peak RSS and details."""
+def run_stage(name: str, config: Path, args: tuple[str, ...] = (),
+              prefix: tuple[str, ...] = ()) -> dict:
+    """Run one stage in a child process; its seconds, peak RSS and details. ``args``: more
+    arguments of the stage's code (the twins stage: ``person_chunk``); ``prefix``: a command
+    the child runs under (e.g. ``flock LOCK``; its wait counts in ``process_seconds`` only)."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", PRELUDE + CODE[name] + EPILOGUE, str(config)],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run([*prefix, sys.executable, "-c", PRELUDE + CODE[name] + EPILOGUE,
+                           str(config), *args], capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"stage {name} failed:\n{proc.stderr[-4000:]}")
@@ -164,7 +181,7 @@ def run_stage(name: str, config: Path) -> dict:
 
 
 def national(root: Path, persons: int, seed: int, reps: int, landing: Path | None,
-             stages: tuple[str, ...]) -> dict:
+             stages: tuple[str, ...], person_chunk: int | None = None) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     config = _config(root.resolve(), persons, seed, reps)
     record: dict = {"persons": persons, "seed": seed, "reps": reps, "root": str(root),
@@ -179,7 +196,8 @@ def national(root: Path, persons: int, seed: int, reps: int, landing: Path | Non
         record["generate"] = run_stage("generate", config)
         print(f"generate {record['generate']['seconds']} s", flush=True)
     for name in stages:
-        record["stages"][name] = r = run_stage(name, config)
+        args = (str(person_chunk),) if name == "twins" and person_chunk else ()
+        record["stages"][name] = r = run_stage(name, config, args)
         print(f"{name:12s} {r['seconds']:8.1f} s  {r['peak_rss_gib']:6.2f} GiB", flush=True)
     done = record["stages"].values()
     record["end_to_end_seconds"] = round(sum(r["seconds"] for r in done), 1)
@@ -225,6 +243,9 @@ def main() -> None:
                     help="an existing delivery folder to link instead of generating one")
     ap.add_argument("--stages", default=",".join(STAGES),
                     help="comma-separated subset (default: all, in order)")
+    ap.add_argument("--person-chunk", type=int, default=None,
+                    help="twins stage: twins.person_chunk (persons read at a time; default: "
+                    "the config's, everyone at once)")
     ap.add_argument("--scaling", action="store_true",
                     help="only compute the scaling exponents over the recorded populations")
     args = ap.parse_args()
@@ -242,7 +263,8 @@ def main() -> None:
     unknown = set(stages) - set(STAGES)
     if unknown:
         ap.error(f"unknown stages {sorted(unknown)}; choose from {', '.join(STAGES)}")
-    rec = national(args.root, args.persons, args.seed, args.reps, args.landing, stages)
+    rec = national(args.root, args.persons, args.seed, args.reps, args.landing, stages,
+                   args.person_chunk)
     record_run(RESULTS, rec, keys=("persons",))
     print(json.dumps({k: rec[k] for k in ("end_to_end_seconds", "end_to_end_process_seconds",
                                           "peak_rss_gib", "slowest_stage", "targets")}))

@@ -9,8 +9,8 @@ Modules:
     pipelines/assets/sources.py    sources/<table>: one asset + blocking contract check per
                                    schemas/<table>.yaml
     pipelines/assets/research.py   panel, episodes, treatment, near_participants
-    pipelines/assets/evaluation.py twins_plan, twins_cohort (partitioned by cohort month),
-                                   twins (+ balance check), estimates
+    pipelines/assets/evaluation.py twins_plan, twins_cohort and outcomes_cohort (partitioned
+                                   by cohort month), twins (+ balance check), estimates
     pipelines/assets/publication.py indicators, publication (+ blocking disclosure check)
     pipelines/automation.py        delivery sensor, cohort sensor, monthly refresh and
                                    quarterly publication
@@ -26,6 +26,7 @@ from pipelines.assets.evaluation import (
     COHORTS,
     ESTIMATES_KEY,
     EVALUATION_ASSETS,
+    OUTCOMES_COHORT_KEY,
     TWINS_COHORT_KEY,
     TWINS_KEY,
     TWINS_PLAN_KEY,
@@ -82,10 +83,11 @@ twins_plan_job = dg.define_asset_job(
 
 twins_cohort_job = dg.define_asset_job(
     name="twins_cohort_job",
-    selection=dg.AssetSelection.assets(TWINS_COHORT_KEY),
+    selection=dg.AssetSelection.assets(TWINS_COHORT_KEY, OUTCOMES_COHORT_KEY),
     tags={"impact/stage": "twins_cohort"},  # a concurrency limit of dagster.yaml
-    description="Twins of a cohort month or a range of them (one run per range; ranges "
-    "run in parallel). Launched by the cohort sensor or by a backfill in the UI.",
+    description="Twins of a cohort month or a range of them, and their outcome "
+    "trajectories (one run per range; ranges run in parallel). Launched by the cohort "
+    "sensor or by a backfill in the UI.",
 )
 
 evaluation_job = dg.define_asset_job(

@@ -22,6 +22,7 @@ import dagster as dg
 from pipelines.assets.evaluation import (
     COHORTS,
     EVALUATION_ASSETS,
+    OUTCOMES_COHORT_KEY,
     TWINS_COHORT_KEY,
     TWINS_PLAN_KEY,
 )
@@ -146,13 +147,22 @@ def _instance() -> Iterator[tuple[dg.DagsterInstance, str]]:
             yield instance, "ephemeral"
 
 
+#: The assets partitioned by cohort month (run together, one run per range of cohorts).
+COHORT_KEYS = (TWINS_COHORT_KEY, OUTCOMES_COHORT_KEY)
+
+
 def _segments(keys: list[dg.AssetKey]) -> tuple[list[dg.AssetKey], list[dg.AssetKey],
                                                   list[dg.AssetKey]]:
-    """The selected keys before the cohort partitions, the partitioned asset, the rest."""
-    if TWINS_COHORT_KEY not in keys:
+    """The selected keys before the cohort partitions, the partitioned assets, the rest.
+
+    ``keys`` are in dependency order; an unpartitioned asset between two partitioned ones
+    (``twins``, which needs only ``twins_cohort``) runs after both.
+    """
+    cohort = [k for k in keys if k in COHORT_KEYS]
+    if not cohort:
         return keys, [], []
-    i = keys.index(TWINS_COHORT_KEY)
-    return keys[:i], [TWINS_COHORT_KEY], keys[i + 1:]
+    i = keys.index(cohort[0])
+    return keys[:i], cohort, [k for k in keys[i:] if k not in COHORT_KEYS]
 
 
 def cohort_ranges(instance: dg.DagsterInstance, resource: ImpactConfig) -> list[tuple[str, str]]:
@@ -175,6 +185,7 @@ def run(
     data_root: Path | str | None = None,
     log_level: str = "WARNING",
     rematch: bool = False,
+    full_ingest: bool = False,
 ) -> RunReport:
     """Materialise the selected assets in this process and report each one.
 
@@ -191,6 +202,9 @@ def run(
     rematch
         Make a new twins plan even if the stored one is current (every cohort is matched
         again).
+    full_ingest
+        Validate every group of files of the selected source tables again instead of
+        reusing the ingest cache (same output; see :mod:`impact.ingest`).
 
     Assets run in up to three kinds of Dagster run, in order: the unpartitioned assets up
     to ``twins_plan``; ``twins_cohort`` over the cohorts not yet matched with the current
@@ -201,9 +215,18 @@ def run(
     resource = ImpactConfig(
         path=str(config_path), data_root=str(data_root) if data_root is not None else None
     )
-    run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-    if rematch and TWINS_PLAN_KEY in keys:
-        run_config["ops"] = {"twins_plan": {"config": {"rematch": True}}}
+    loggers = {"console": {"config": {"log_level": log_level}}}
+
+    def run_config(selection: list[dg.AssetKey]) -> dict[str, Any]:
+        """Loggers, and op config for the selected ops that take one."""
+        ops: dict[str, Any] = {}
+        if rematch and TWINS_PLAN_KEY in selection:
+            ops["twins_plan"] = {"config": {"rematch": True}}
+        if full_ingest:
+            ops |= {a.op.name: {"config": {"full_ingest": True}} for a in SOURCE_ASSETS
+                    if a.key in selection}
+        return {"loggers": loggers, **({"ops": ops} if ops else {})}
+
     t0 = time.perf_counter()
     events: list[Any] = []
     run_ids: list[str] = []
@@ -218,8 +241,7 @@ def run(
                 resources={"impact_config": resource},
                 instance=instance,
                 raise_on_error=False,
-                run_config=run_config if TWINS_PLAN_KEY in selection
-                else {"loggers": run_config["loggers"]},
+                run_config=run_config(selection),
                 tags={"impact/launched_by": "impact run", **(tags or {})},
             )
             events.extend(result.all_events)
@@ -279,9 +301,13 @@ def run(
                 )
                 if user and user.metadata and not o.metadata:
                     o.metadata = _plain(user.metadata)
-    if cohorts_current and TWINS_COHORT_KEY in outcomes:
-        o = outcomes[TWINS_COHORT_KEY]
-        o.status, o.message = "ok", "every cohort already matched with the current plan"
+    if cohorts_current:
+        for key, why in ((TWINS_COHORT_KEY, "every cohort already matched with the current "
+                          "plan"),
+                         (OUTCOMES_COHORT_KEY, "no cohort newly matched; estimates rebuild any "
+                          "stale cohort trajectories")):
+            if key in outcomes:
+                outcomes[key].status, outcomes[key].message = "ok", why
     elif TWINS_COHORT_KEY in outcomes and outcomes[TWINS_COHORT_KEY].status == "ok":
         o = outcomes[TWINS_COHORT_KEY]
         o.metadata = {"cohorts_matched": cohorts_matched, **o.metadata}

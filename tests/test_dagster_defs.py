@@ -54,7 +54,7 @@ def test_defs_load_with_landing_sources_jobs_and_resource():
     keys = {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()}
     sources = {f"sources/{t}" for t in load_contracts()}
     research = {"panel", "episodes", "treatment", "near_participants"}
-    evaluation = {"twins_plan", "twins_cohort", "twins", "estimates"}
+    evaluation = {"twins_plan", "twins_cohort", "outcomes_cohort", "twins", "estimates"}
     publication = {"indicators", "publication", "report"}
     assert keys == {"landing", *sources, *research, *evaluation, *publication}
     assert repo.asset_graph.get(dg.AssetKey("landing")).group_name == "landing"
@@ -72,7 +72,7 @@ def test_defs_load_with_landing_sources_jobs_and_resource():
     assert job_keys("ingest_job") == {"landing", *sources}
     assert job_keys("research_job") == research
     assert job_keys("twins_plan_job") == {"twins_plan"}
-    assert job_keys("twins_cohort_job") == {"twins_cohort"}
+    assert job_keys("twins_cohort_job") == {"twins_cohort", "outcomes_cohort"}
     assert job_keys("evaluation_job") == {"twins", "estimates"}
     assert job_keys("publication_job") == publication
     assert "impact_config" in repo.get_top_level_resources()

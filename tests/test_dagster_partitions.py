@@ -161,3 +161,33 @@ def test_two_parallel_cohort_runs_equal_sequential(research, sequential, tmp_pat
             filters=dg.RunsFilter(tags={"dagster/asset_partition_range_start": c}))
         (ra,), (rc,) = records, other
         assert ra.start_time < rc.end_time and rc.start_time < ra.end_time, wall
+
+
+def test_outcomes_by_cohort_partition_are_incremental(research, tmp_path, monkeypatch):
+    """Cohort runs store each cohort's outcome trajectories and the estimates read them; a
+    cohort run again touches only that cohort, whose identical twins keep their stored
+    trajectories (changed inputs are rebuilt: tests/test_outcome_store.py)."""
+    from pipelines.run import run
+
+    root, cfg = _root(research, tmp_path)
+    monkeypatch.setenv("DAGSTER_HOME", str(_home(tmp_path)))
+    select = (*TWINS, "outcomes_cohort", "estimates")
+    first = run(cfg, select)
+    assert first.success, [(o.key, o.message) for o in first.failed]
+    meta = {o.key: o.metadata for o in first.outcomes}
+    stored = sorted((root / "outcomes").glob("cohort=*/trajectories.npz"))
+    n = len(stored)
+    assert n >= 3 and len(meta["outcomes_cohort"]["built"]) == n
+    assert meta["estimates"]["cohort_trajectories_read"] == n
+    assert meta["estimates"]["cohort_trajectories_built"] == 0
+    stamp = {p: p.stat().st_mtime_ns for p in stored}
+    # a cohort matched again (its twins file removed): only it runs, and since its twins
+    # come out the same, its stored trajectories are current
+    key = stored[1].parent.name.removeprefix("cohort=")
+    (root / "twins" / "cohorts" / f"{key}.pkl").unlink()
+    again = run(cfg, select)
+    assert again.success, [(o.key, o.message) for o in again.failed]
+    meta = {o.key: o.metadata for o in again.outcomes}
+    assert meta["outcomes_cohort"]["built"] == [] and meta["outcomes_cohort"]["current"] == [key]
+    assert meta["estimates"]["cohort_trajectories_read"] == n
+    assert all(p.stat().st_mtime_ns == stamp[p] for p in stored)

@@ -375,7 +375,7 @@ def test_impact_demo_generates_then_ingests(tmp_path):
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "impact demo: synthetic registers" in proc.stdout
-    assert f"{len(TABLES) + 9} ok, 1 failed, 1 not run" in proc.stdout  # report: not run
+    assert f"{len(TABLES) + 10} ok, 1 failed, 1 not run" in proc.stdout  # report: not run
     assert "publication: impact.release.PublicationBlocked: the statistical twins failed " \
         "their balance gate" in proc.stdout
     assert (out / "indicators" / "indicators.parquet").is_file()

@@ -7,8 +7,11 @@ Twins are matched one cohort month at a time (:mod:`impact.twins.plan`):
     current; registers the dynamic partitions ``cohort`` (``YYYY-MM``).
 ``twins_cohort``
     partitioned by cohort month; a run may cover a range of cohorts (single-run backfill
-    policy: the panel arrays are loaded once per run). Runs over disjoint ranges can go in
-    parallel (separate processes; tested with two).
+    policy: the panel months of the range, 36 before its first cohort to its last, are loaded
+    once per run). Runs over disjoint ranges can go in parallel (separate processes; tested
+    with two). With ``twins.person_chunk`` set, both ``twins_plan`` and ``twins_cohort``
+    read the panel that many persons at a time (memory bounded by the setting, the same
+    twins; :class:`impact.twins.riskset.Population`).
 ``twins``
     the combination: balance per cohort group and pooled, and the gate.
 
@@ -34,16 +37,38 @@ TWINS_COHORT_KEY = dg.AssetKey(["twins_cohort"])
 #: Cohort months (``YYYY-MM``), registered by ``twins_plan``.
 COHORTS = dg.DynamicPartitionsDefinition(name="cohort")
 ESTIMATES_KEY = dg.AssetKey(["estimates"])
+OUTCOMES_COHORT_KEY = dg.AssetKey(["outcomes_cohort"])
 
 
-def _load(impact_config: ImpactConfig) -> tuple[Any, Any, Any]:
+def _twins_population(cfg: Any, cohorts: list[Any] | None = None) -> Any:
+    """The persons the twins are matched among (:class:`impact.twins.riskset.Population`):
+    the panel months from 36 before the first cohort (of the treatment table, or of
+    ``cohorts``) to the panel's last month (or the last of ``cohorts``), every person at once
+    or ``twins.person_chunk`` at a time."""
     import polars as pl
 
-    from impact.evaluate import load_arrays
+    from impact.twins.plan import cohort_window, plan_window
+    from impact.twins.riskset import Population
+
+    if cohorts:
+        first, last = cohort_window(cohorts)
+    else:
+        start = pl.read_parquet(cfg.data.research / "treatment.parquet")["cohort"].min()
+        if start is None:
+            raise dg.Failure(description="no treated persons: the treatment table is empty")
+        first, last = plan_window(start.replace(day=1)), None
+    return Population.read(cfg.data.panel, first, last, cfg.twins.person_chunk)
+
+
+def _run_cohorts(context: dg.AssetExecutionContext,
+                 impact_config: ImpactConfig) -> tuple[Any, Any, list[str], list[Any]]:
+    """The config, the stored twins plan, and the run's cohort partition keys and months."""
+    from impact.twins.plan import read_plan
 
     cfg = impact_config.load()
-    treatment = pl.read_parquet(cfg.data.research / "treatment.parquet")
-    return cfg, treatment, load_arrays(cfg.data.panel, treatment)
+    plan = read_plan(cfg.data.twins)
+    keys = sorted(context.partition_keys)
+    return cfg, plan, keys, [plan.cohort(k) for k in keys]
 
 
 class TwinsPlanConfig(dg.Config):
@@ -69,8 +94,9 @@ def twins_plan(context: dg.AssetExecutionContext, impact_config: ImpactConfig,
                config: TwinsPlanConfig) -> dg.MaterializeResult:
     from impact.twins.plan import cohorts_to_match, update_plan
 
-    cfg, _, arrays = _load(impact_config)
-    plan, made = update_plan(arrays, cfg.twins.settings(), cfg.data.twins, force=config.rematch)
+    cfg = impact_config.load()
+    plan, made = update_plan(_twins_population(cfg), cfg.twins.settings(), cfg.data.twins,
+                             force=config.rematch)
     known = set(context.instance.get_dynamic_partitions(COHORTS.name))
     new = [k for k in plan.keys if k not in known]
     if new:
@@ -106,13 +132,14 @@ def twins_plan(context: dg.AssetExecutionContext, impact_config: ImpactConfig,
 )
 def twins_cohort(context: dg.AssetExecutionContext,
                  impact_config: ImpactConfig) -> dg.MaterializeResult:
-    from impact.twins.plan import match_planned, read_plan, write_cohort
+    from impact.twins.plan import match_planned_cohorts, write_cohort
 
-    cfg, _, arrays = _load(impact_config)
-    plan = read_plan(cfg.data.twins)
+    cfg, plan, keys, dates = _run_cohorts(context, impact_config)
+    # only the months these cohorts need (36 before the first .. the last), in person chunks
+    # if twins.person_chunk is set
     cohorts = {}
-    for key in context.partition_keys:
-        out = match_planned(arrays, plan, plan.cohort(key))
+    outputs = match_planned_cohorts(_twins_population(cfg, dates), plan, dates)
+    for key, out in zip(keys, outputs, strict=True):
         write_cohort(out, plan, cfg.data.twins)
         context.log.info("twins %s: %d of %d treated matched", key, out.n_matched,
                          out.n_treated)
@@ -127,6 +154,42 @@ def twins_cohort(context: dg.AssetExecutionContext,
             "cohorts": dg.MetadataValue.json(cohorts),
             "plan": plan.fingerprint[:16],
         })
+
+
+@dg.asset(
+    key=OUTCOMES_COHORT_KEY,
+    group_name=GROUP,
+    kinds={"numpy"},
+    partitions_def=COHORTS,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[TWINS_COHORT_KEY, PANEL_KEY, dg.AssetKey(["treatment"]),
+          dg.AssetKey(["sources", "ref_nace_sections"])],
+    description="Event-time outcome trajectories (both clocks, every outcome) of one cohort "
+    "month's treated persons and twins, loading only those persons "
+    "(impact.outcome_store). Kept while their inputs are unchanged (pairs, leaving months, "
+    "panel build), so a new cohort builds only its own; the estimates rebuild any missing or "
+    "stale cohort. data.root/outcomes/cohort=YYYY-MM/.",
+)
+def outcomes_cohort(context: dg.AssetExecutionContext,
+                    impact_config: ImpactConfig) -> dg.MaterializeResult:
+    import polars as pl
+
+    from impact.evaluate import store_cohort_outcomes
+    from impact.indicators import read_pairs
+
+    cfg, _, keys, dates = _run_cohorts(context, impact_config)
+    stats = store_cohort_outcomes(
+        cfg.data.panel, pl.read_parquet(cfg.data.research / "treatment.parquet"),
+        read_pairs(cfg.data.twins), dates, cfg.data.sources, cfg.data.outcomes)
+    context.log.info("outcome trajectories: %d cohorts built, %d current", len(stats.built),
+                     len(stats.reused))
+    return dg.MaterializeResult(metadata={
+        "built": dg.MetadataValue.json(list(stats.built)),
+        "current": dg.MetadataValue.json(list(stats.reused)),
+        "without_pairs": dg.MetadataValue.json(
+            sorted(set(keys) - set(stats.built) - set(stats.reused))),
+        "path": dg.MetadataValue.path(str(cfg.data.outcomes)),
+    })
 
 
 @dg.asset(
@@ -181,7 +244,7 @@ def twins(context: dg.AssetExecutionContext, impact_config: ImpactConfig):
     key=ESTIMATES_KEY,
     group_name=GROUP,
     kinds={"numpy", "parquet"},
-    deps=[TWINS_KEY, PANEL_KEY, dg.AssetKey(["treatment"]),
+    deps=[TWINS_KEY, OUTCOMES_COHORT_KEY, PANEL_KEY, dg.AssetKey(["treatment"]),
           dg.AssetKey(["sources", "ref_nace_sections"])],
     description="Matched DiD event studies of every outcome (from start and from leaving; "
     "naive comparison for earnings), the staggered ATT(g,t) cross-check on the same "
@@ -194,14 +257,25 @@ def twins(context: dg.AssetExecutionContext, impact_config: ImpactConfig):
         "(Bonferroni). Gates publication (publish.require_parallel_trends).")],
 )
 def estimates(context: dg.AssetExecutionContext, impact_config: ImpactConfig):
-    from impact.evaluate import pretrend_failures, run_estimates
-    from impact.indicators import read_pairs
-    from impact.twins.plan import align_pairs
+    import polars as pl
 
-    cfg, treatment, arrays = _load(impact_config)
-    pairs = align_pairs(read_pairs(cfg.data.twins), arrays.person_code)
+    from impact.evaluate import load_estimation_arrays, pretrend_failures, run_estimates
+    from impact.indicators import read_pairs
+    from impact.outcome_store import prune
+
+    cfg = impact_config.load()
+    treatment = pl.read_parquet(cfg.data.research / "treatment.parquet")
+    # only the matched persons and the naive comparison's sample (memory bounded by
+    # estimates.naive_sample, not by the population)
+    arrays, pairs = load_estimation_arrays(
+        cfg.data.panel, treatment, read_pairs(cfg.data.twins),
+        naive_sample=cfg.estimates.naive_sample, seed=cfg.estimates.seed)
     res = run_estimates(arrays, pairs, treatment, cfg.data.sources, cfg.data.estimates,
-                        reps=cfg.estimates.reps, seed=cfg.estimates.seed)
+                        reps=cfg.estimates.reps, seed=cfg.estimates.seed,
+                        outcome_store=cfg.data.outcomes)
+    gone = prune(cfg.data.outcomes, pairs["cohort"].unique().to_list())
+    context.log.info("outcome trajectories: %d cohorts read, %d built, %d stale removed",
+                     len(res.cohorts_reused), len(res.cohorts_built), len(gone))
     head = {h: {k: round(float(v), 2) for k, v in r.items()
                 if k in ("att", "se", "ci_low", "ci_high", "att_naive")}
             for h, r in res.headline.items()}
@@ -213,6 +287,9 @@ def estimates(context: dg.AssetExecutionContext, impact_config: ImpactConfig):
         "headline_earnings_after_leaving": dg.MetadataValue.json(head),
         "staggered_disagreements": res.disagreements,
         "seconds": float(sum(res.seconds.values())),
+        "persons_loaded": arrays.n_persons,
+        "cohort_trajectories_read": len(res.cohorts_reused),
+        "cohort_trajectories_built": len(res.cohorts_built),
         "path": dg.MetadataValue.path(str(cfg.data.estimates)),
     })
     tests = json.loads((cfg.data.estimates / "pretrend.json").read_text(encoding="utf-8"))
@@ -225,4 +302,4 @@ def estimates(context: dg.AssetExecutionContext, impact_config: ImpactConfig):
                   if tests.get(o, {}).get("computed")})
 
 
-EVALUATION_ASSETS = [twins_plan, twins_cohort, twins, estimates]
+EVALUATION_ASSETS = [twins_plan, twins_cohort, outcomes_cohort, twins, estimates]

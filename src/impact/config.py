@@ -129,6 +129,11 @@ class DataSection(_Section):
         return self.root / "twins"
 
     @property
+    def outcomes(self) -> Path:
+        """Event-time outcome trajectories per cohort (``outcomes/cohort=YYYY-MM/``)."""
+        return self.root / "outcomes"
+
+    @property
     def estimates(self) -> Path:
         """Event studies, the staggered cross-check and the headline effects."""
         return self.root / "estimates"
@@ -259,6 +264,13 @@ class IngestSection(_Section):
     verify_checksums: bool = Field(
         True, description="Compare every file's SHA-256 with the delivery manifest."
     )
+    incremental: bool = Field(
+        True, description="Reuse the cached validation of every group of files (a year of a "
+        "year-split table, else the whole table) whose inputs did not change: files, "
+        "contract, key, and the reference rows and delivery period its rules looked at. "
+        "The output equals a full re-ingest; false (or `impact run --full-ingest`) "
+        "validates everything again."
+    )
 
 
 # --------------------------------------------------------------------------- panel
@@ -304,6 +316,14 @@ class TwinsSection(_Section):
     mahvars: list[str] | None = Field(
         None, description="MatchIt mahvars: Mahalanobis ranking within the caliper.")
     smd_binary: Literal["std", "raw"] = "std"
+    person_chunk: int | None = Field(
+        None, ge=1,
+        description="Build each cohort's features, its risk set, the pooled model's candidate "
+        "sample and the pre-period means from the panel this many persons (pids) at a time, "
+        "so that the twins stage's memory is bounded by person_chunk x months rather than by "
+        "the population (plus one cohort's feature frame). The twins are identical; null "
+        "(default): every person at once, faster. Not a matching setting: it is not part of "
+        "the plan (impact.twins.riskset.Population).")
 
     @model_validator(mode="after")
     def _known_features(self) -> TwinsSection:
@@ -324,7 +344,7 @@ class TwinsSection(_Section):
         """The :class:`impact.twins.riskset.TwinSettings` of this section."""
         from impact.twins.riskset import TwinSettings
 
-        values = self.model_dump()
+        values = self.model_dump(exclude={"person_chunk"})
         values["exact"] = tuple(values["exact"])
         if values["mahvars"] is not None:
             values["mahvars"] = tuple(values["mahvars"])
@@ -336,6 +356,16 @@ class EstimatesSection(_Section):
 
     reps: int = Field(999, ge=99, description="Multiplier-bootstrap replications.")
     seed: int = Field(0, ge=0)
+    naive_sample: int = Field(
+        200_000, ge=1_000,
+        description="Persons drawn at random (seed: estimates.seed) from the whole panel for "
+        "the naive comparison beside the matched estimate (the mean change of a cohort's "
+        "risk set is taken over its sampled members; at least the panel's size: everyone). "
+        "The estimates stage loads only the matched persons and this sample, so its panel "
+        "arrays take about (n_treated + n_twins + naive_sample) x n_months x 40 bytes (75 at "
+        "the load's peak), whatever the population; the estimation adds what grows with the "
+        "participants (impact.evaluate.load_estimation_arrays). The larger, the closer the "
+        "naive means to those of the whole risk set.")
 
 
 class PublishSection(_Section):
@@ -440,8 +470,13 @@ class EvaluationConfig(_Section):
                 f"{self.ingest.key.describe()}: {exc}"
             ) from None
 
-    def ingest_settings(self, key: PseudonymKey | None = None) -> IngestSettings:
-        """Settings for :func:`impact.ingest.ingest_source` (output under ``data.root``)."""
+    def ingest_settings(self, key: PseudonymKey | None = None,
+                        full: bool = False) -> IngestSettings:
+        """Settings for :func:`impact.ingest.ingest_source` (output under ``data.root``).
+
+        ``full`` forces a full re-ingest (no cached group is reused) whatever
+        ``ingest.incremental`` says.
+        """
         from impact.ingest import IngestSettings
 
         return IngestSettings(
@@ -449,6 +484,7 @@ class EvaluationConfig(_Section):
             key=key if key is not None else self.pseudonym_key(),
             already_pseudonymised=self.ingest.already_pseudonymised,
             verify_checksums=self.ingest.verify_checksums,
+            incremental=self.ingest.incremental and not full,
         )
 
 

@@ -47,13 +47,130 @@ MIN_TREATED_REFUTE = 20
 DISAGREEMENT_Z = 2.0
 
 
-def load_arrays(panel_dir: Path, treatment: pl.DataFrame) -> PanelArrays:
-    """The panel as arrays from 36 months before the first cohort to the last month."""
+#: Default of ``estimates.naive_sample``: persons sampled for the naive comparison.
+NAIVE_SAMPLE = 200_000
+
+
+def _first_month(treatment: pl.DataFrame) -> date:
+    """36 months before the first cohort (the first month the estimates need)."""
     first = treatment["cohort"].min()
     if first is None:
         raise ValueError("no treated persons: the treatment table is empty")
-    start = date(first.year - HISTORY // 12, first.month, 1)
-    return PanelArrays.load(panel_dir, first=start)
+    return date(first.year - HISTORY // 12, first.month, 1)
+
+
+def load_arrays(panel_dir: Path, treatment: pl.DataFrame) -> PanelArrays:
+    """The panel as arrays from 36 months before the first cohort to the last month."""
+    return PanelArrays.load(panel_dir, first=_first_month(treatment))
+
+
+def load_estimation_arrays(
+    panel_dir: Path,
+    treatment: pl.DataFrame,
+    pairs: pl.DataFrame,
+    *,
+    naive_sample: int = NAIVE_SAMPLE,
+    seed: int = 0,
+) -> tuple[PanelArrays, pl.DataFrame]:
+    """The persons the estimates need as arrays, and ``pairs`` indexed into them.
+
+    What :func:`run_estimates` reads of the panel: the matched treated persons and their
+    twins (every estimate but the naive comparison) and, for the naive comparison's mean
+    change of the risk set (:func:`impact.outcomes.candidate_change_means`), a uniform
+    random sample of ``naive_sample`` of the panel's persons (seeded; drawn from all
+    persons, participants and twins included, so that its members of a cohort's risk set
+    are a uniform sample of that risk set). The arrays are a subset
+    (:meth:`PanelArrays.load` with ``pids``) over the months of :func:`load_arrays`, with
+    ``population_sample`` marking the sampled rows.
+
+    Parameters
+    ----------
+    panel_dir
+        The panel.
+    treatment
+        ``research/treatment.parquet`` (its first cohort sets the first month loaded).
+    pairs
+        The twins (:func:`impact.indicators.read_pairs`): ``treated_code``/``twin_code``
+        identify the persons; their ``treated_pid``/``twin_pid`` are tried first and, if
+        the panel's pids have moved since matching (a later delivery), the persons are
+        found by their codes.
+    naive_sample
+        Persons sampled for the naive comparison; at least the panel's persons: everyone
+        (the whole-panel arrays of :func:`load_arrays` are returned then).
+    seed
+        Seed of the sample.
+
+    Returns
+    -------
+    arrays : PanelArrays
+        Rows: the union of the treated, the twins and the sample, in pid order
+        (``arrays.source_pid``); every person if the sample is everyone.
+    pairs : polars.DataFrame
+        ``pairs`` with ``treated_pid``/``twin_pid`` the persons' rows in ``arrays``
+        (:func:`impact.twins.plan.align_pairs`).
+
+    Notes
+    -----
+    Every estimate equals that on the whole-panel arrays (:func:`load_arrays`) except the
+    naive comparison columns, whose candidate means are over the sample (the same when
+    the sample is everyone). Memory of the load: about ``(n_treated + n_twins +
+    naive_sample) x n_months x 75`` bytes at its peak (the arrays take 38 bytes per
+    person-month, the rest are the yearly scans' frames and the interpreter), whatever the
+    population: measured 1.6 GiB at national scale (14,407 treated, 61,493 twins, the
+    default 200,000 sample: 261,601 persons x 82 months; the whole-panel load of 1.2 M
+    persons peaks at 4.9 GiB; ``benchmarks/results/estimates_memory.json``). The
+    estimation after it adds what grows with the participants (trajectories, bootstrap
+    influence rows; about 1 GiB there). The sector daily wage outcome still needs the whole
+    panel: it is aggregated by a scan (:func:`impact.outcomes.sector_daily_wage_table`).
+    """
+    from dataclasses import replace
+
+    from impact.twins.plan import align_pairs
+
+    if naive_sample < 0:
+        raise ValueError(f"naive_sample must be >= 0, got {naive_sample}")
+    first = _first_month(treatment)
+    scan = pl.scan_parquet(Path(panel_dir) / "**" / "*.parquet", hive_partitioning=False)
+    n_panel = int(scan.select(pl.col("pid").max()).collect().item()) + 1
+    if naive_sample >= n_panel:  # everyone: the whole-panel arrays (faster to load)
+        arrays = PanelArrays.load(panel_dir, first=first)
+        return arrays, align_pairs(pairs, arrays.person_code)
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(n_panel, size=naive_sample, replace=False))
+    codes = pl.concat([pairs["treated_code"].cast(pl.Utf8),
+                       pairs["twin_code"].cast(pl.Utf8)]).unique()
+    matched = np.r_[pairs["treated_pid"].to_numpy(), pairs["twin_pid"].to_numpy()]
+    arrays = PanelArrays.load(panel_dir, first=first,
+                              pids=np.union1d(matched.astype(np.int64), sample))
+    if not codes.is_in(pl.Series(arrays.person_code, dtype=pl.Utf8).implode()).all():
+        # the pids moved since matching: find the persons by their codes
+        found = (scan.filter(pl.col("person_code").is_in(codes.implode())).select("pid")
+                 .unique().collect()["pid"].to_numpy())
+        arrays = PanelArrays.load(panel_dir, first=first,
+                                  pids=np.union1d(found.astype(np.int64), sample))
+    arrays = replace(arrays, population_sample=np.isin(arrays.source_pid, sample))
+    return arrays, align_pairs(pairs, arrays.person_code)
+
+
+def store_cohort_outcomes(panel_dir: Path, treatment: pl.DataFrame, pairs: pl.DataFrame,
+                          cohorts: list[date], sources: Path, store: Path) -> Any:
+    """Build and store the event-time trajectories of ``cohorts`` (:mod:`impact.outcome_store`).
+
+    Loads only those cohorts' treated persons and twins (:func:`load_estimation_arrays`
+    without a sample), so memory follows the cohorts' size. Cohorts already stored with
+    current inputs are left as they are; a cohort without matched pairs has no
+    trajectories. Returns the :class:`impact.outcome_store.StoreStats`.
+    """
+    from impact.outcome_store import StoreStats, trajectories_for
+    from impact.outcomes import load_sector_rel_wage
+
+    sel = pairs.filter(pl.col("cohort").is_in(cohorts))
+    if sel.height == 0:
+        return StoreStats((), ())
+    arrays, sel = load_estimation_arrays(panel_dir, treatment, sel, naive_sample=0)
+    _, stats = trajectories_for(arrays, sel, treatment, store,
+                                sector_rel_wage=load_sector_rel_wage(sources))
+    return stats
 
 
 def run_twins(arrays: PanelArrays, settings: TwinSettings, out: Path) -> TwinsResult:
@@ -74,6 +191,9 @@ class EstimatesSummary:
     n_twins: int
     disagreements: int
     seconds: dict[str, float]
+    #: cohorts whose trajectories came from the outcome store / were built (with a store)
+    cohorts_reused: tuple[str, ...] = ()
+    cohorts_built: tuple[str, ...] = ()
 
 
 def staggered_on_matched(arrays: PanelArrays, pairs: pl.DataFrame, *,
@@ -318,9 +438,20 @@ def pretrend_failures(estimates: Path, outcomes: tuple[str, ...] | list[str],
 
 
 def run_estimates(arrays: PanelArrays, pairs: pl.DataFrame, treatment: pl.DataFrame,
-                  sources: Path, out: Path, *, reps: int = 999, seed: int = 0) -> EstimatesSummary:
-    """Matched event studies, the staggered cross-check and their comparison, to ``out``."""
+                  sources: Path, out: Path, *, reps: int = 999, seed: int = 0,
+                  outcome_store: Path | None = None) -> EstimatesSummary:
+    """Matched event studies, the staggered cross-check and their comparison, to ``out``.
+
+    ``arrays`` are the whole panel (:func:`load_arrays`) or the persons the estimates need
+    (:func:`load_estimation_arrays`, the stage's loader): the results are the same but for
+    the naive comparison, whose candidates are then the sampled members of each risk set.
+    ``pairs``' ``treated_pid``/``twin_pid`` are rows of ``arrays``. With ``outcome_store``
+    the event-time trajectories of cohorts stored there with current inputs are read
+    instead of rebuilt, and those built here are stored (:mod:`impact.outcome_store`); the
+    results are the same.
+    """
     from impact.estimate.matched_did import matched_event_study
+    from impact.outcome_store import trajectories_for
     from impact.outcomes import build_trajectories, load_sector_rel_wage
 
     if pairs.height == 0:
@@ -329,8 +460,15 @@ def run_estimates(arrays: PanelArrays, pairs: pl.DataFrame, treatment: pl.DataFr
             "twins/unmatched.parquet for the overlap losses per cohort); nothing to estimate")
     secs: dict[str, float] = {}
     t0 = time.perf_counter()
-    traj = build_trajectories(arrays, pairs, treatment,
-                              sector_rel_wage=load_sector_rel_wage(sources))
+    rel = load_sector_rel_wage(sources)
+    reused: tuple[str, ...] = ()
+    built: tuple[str, ...] = ()
+    if outcome_store is None:
+        traj = build_trajectories(arrays, pairs, treatment, sector_rel_wage=rel)
+    else:
+        traj, stats = trajectories_for(arrays, pairs, treatment, outcome_store,
+                                       sector_rel_wage=rel)
+        reused, built = stats.reused, stats.built
     secs["trajectories"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     tables = []
@@ -395,4 +533,5 @@ def run_estimates(arrays: PanelArrays, pairs: pl.DataFrame, treatment: pl.DataFr
                   "seconds": secs}, out / "headline.json")
     return EstimatesSummary(headline=headline, n_treated=n_treated,
                             n_twins=int(pairs["twin_pid"].n_unique()),
-                            disagreements=int(cmp["disagree"].sum()), seconds=secs)
+                            disagreements=int(cmp["disagree"].sum()), seconds=secs,
+                            cohorts_reused=reused, cohorts_built=built)

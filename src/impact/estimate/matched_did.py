@@ -82,7 +82,9 @@ Naive comparison
 Beside the matched estimate, with ``arrays`` given, the same treated persons are compared
 with the mean change of *all* not-yet-treated candidates of their cohort at the same
 calendar months and with the same baseline (:func:`impact.outcomes.candidate_change_means`):
-the gap between the two shows the selection that matching removes.
+the gap between the two shows the selection that matching removes. (The estimates stage
+loads a uniform random sample of the panel for this, ``estimates.naive_sample`` persons:
+the candidates are then the sampled members of the risk set.)
 """
 
 from __future__ import annotations
