@@ -79,7 +79,7 @@ generate(cfg.synth.synth_config(), cfg.data.root)
 """,
     "ingest": r"""
 from impact.ingest import deliveries_in, ingest
-res = ingest(deliveries_in(cfg.data.landing), cfg.ingest_settings())
+res = ingest(deliveries_in(cfg.data.landing), cfg.ingest_settings(full=True))  # a first ingest
 extra["rows_in"] = sum(r.rows_in for r in res.values())
 extra["quarantined"] = sum(r.quarantined for r in res.values())
 extra["failed"] = [n for n, r in res.items() if not r.ok]

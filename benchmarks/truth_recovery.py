@@ -211,6 +211,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--pool", default="not_yet_treated",
                     choices=["not_yet_treated", "never_treated", "account_holders", "coworkers"])
+    ap.add_argument("--exact-add", action="append", default=[], metavar="FEATURE",
+                    help="add a feature to the exact strata (e.g. ila_account_l1)")
     args = ap.parse_args()
     root = args.root.resolve()
     timings: dict[str, float] = {}
@@ -220,6 +222,8 @@ def main() -> None:
     timings["load_arrays"] = time.perf_counter() - t0
 
     settings = TwinSettings(pool=args.pool)
+    if args.exact_add:
+        settings = TwinSettings(pool=args.pool, exact=(*settings.exact, *args.exact_add))
     twins_info: dict[str, Any] = {}
     t0 = time.perf_counter()
     if args.pairs is not None:
@@ -348,6 +352,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     data = json.loads(args.out.read_text()) if args.out.exists() else {"runs": {}}
     key = str(root) if args.pool == "not_yet_treated" else f"{root}|pool={args.pool}"
+    if args.exact_add:
+        key += "|exact+=" + ",".join(args.exact_add)
     out["pool"] = args.pool
     data.setdefault("runs", {})[key] = out
     args.out.write_text(json.dumps(data, indent=2, default=float) + "\n")

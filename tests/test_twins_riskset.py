@@ -112,6 +112,31 @@ def test_account_holder_pool_is_the_not_yet_treated_with_an_account(arrays, rese
     assert set(cand) <= set(acc.tolist())
 
 
+def test_account_stratum_takes_account_holders_twins_from_account_holders(arrays) -> None:
+    from impact.config import TwinsSection
+    from impact.twins.riskset import DEFAULT_EXACT
+
+    m = arrays.month_index(date(2025, 6, 1))
+    t, _, _ = risk_set(arrays, m, "not_yet_treated")
+    f = features_at(arrays, m, t)
+    np.testing.assert_array_equal(f["ila_account_l1"].to_numpy(),
+                                  arrays.series["ila_account"][t, m - 1])
+    s = TwinsSection(exact=[*DEFAULT_EXACT, "ila_account_l1"], gate_min_treated=10).settings()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = match_cohorts(arrays, s)
+    p = res.pairs.with_columns(
+        pl.col("cohort").map_elements(arrays.month_index, return_dtype=pl.Int64).alias("m"))
+    assert p.height > 0
+    acc = arrays.series["ila_account"]
+    m1 = p["m"].to_numpy() - 1
+    np.testing.assert_array_equal(acc[p["treated_pid"].to_numpy(), m1],
+                                  acc[p["twin_pid"].to_numpy(), m1])
+    assert acc[p["treated_pid"].to_numpy(), m1].any()  # some twins are account holders
+    with pytest.raises(ValueError, match="unknown matching features"):
+        TwinsSection(exact=["ila_account"])
+
+
 def test_exact_strata_and_caliper_are_respected(twins) -> None:
     for c in twins.cohorts:
         f = c.frame.select("pid", *twins.settings.exact, "ps_logit")

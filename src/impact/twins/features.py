@@ -28,6 +28,11 @@ Features (the ILA report's section 9.3 list and more)
 ``isced_level``, ``edu_band``, ``isced_field``, ``age``, ``age_band``, ``sex``,
 ``region_code``, ``urbanisation``, ``dependants``, ``prior_learning``
     Person at ``m-1`` (age at ``m``). ``edu_band``: low (ISCED 0-2), medium (3-4), high (5+).
+``ila_account_l1``
+    Held an ILA account (STARS) in month ``m-1``: an optional feature, not in the defaults
+    (:data:`OPTIONAL_NUMERIC_FEATURES`). As an exact stratum it draws the twins of account
+    holders from account holders who had not (yet) started, the "near-participants" of the
+    report's section 9.3.
 ``nace_group``, ``isced_field_group``, ``isco_group``
     Coarse groups of ``nace_section`` (NACE A*10), ``isced_field`` (ISCED 1997 broad groups)
     and ``isco_major`` (:data:`COARSE_FEATURES`).
@@ -97,6 +102,11 @@ NUMERIC_FEATURES = (
     "urbanisation",
     "prior_learning",
 )
+#: Numeric features built for every person but used only when configured (``twins.exact``,
+#: ``twins.features``): see the module docstring.
+OPTIONAL_NUMERIC_FEATURES = ("ila_account_l1",)
+#: Every numeric feature :func:`features_at` builds.
+ALL_NUMERIC_FEATURES = (*NUMERIC_FEATURES, *OPTIONAL_NUMERIC_FEATURES)
 CATEGORICAL_FEATURES = (
     "sex",
     "age_band",
@@ -513,10 +523,10 @@ def features_at(arrays: PanelArrays, m: int, pids: np.ndarray) -> pl.DataFrame:
     Returns
     -------
     polars.DataFrame
-        ``pid`` and the columns of :data:`NUMERIC_FEATURES`, :data:`CATEGORICAL_FEATURES`
-        and :data:`COARSE_FEATURES`. Categorical columns are polars ``Enum`` columns whose
-        categories (sorted) depend only on ``arrays`` (:func:`categorical_levels`), so frames
-        of different cohorts concatenate.
+        ``pid`` and the columns of :data:`ALL_NUMERIC_FEATURES`,
+        :data:`CATEGORICAL_FEATURES` and :data:`COARSE_FEATURES`. Categorical columns are
+        polars ``Enum`` columns whose categories (sorted) depend only on ``arrays``
+        (:func:`categorical_levels`), so frames of different cohorts concatenate.
     """
     if m < HISTORY:
         raise ValueError(
@@ -560,6 +570,7 @@ def features_at(arrays: PanelArrays, m: int, pids: np.ndarray) -> pl.DataFrame:
     out["dependants"] = s["dependants"][pids, l1].astype(np.int16)
     out["urbanisation"] = s["urbanisation"][pids, l1].astype(np.int16)
     out["prior_learning"] = (s["prior_learning_courses"][pids, l1] > 0).astype(np.int8)
+    out["ila_account_l1"] = (s["ila_account"][pids, l1] > 0).astype(np.int8)
     frame = pl.DataFrame(out)
     cats = _categoricals(arrays, m, pids, (*CATEGORICAL_FEATURES, *COARSE_FEATURES))
     return frame.with_columns(v.alias(k) for k, v in cats.items())

@@ -133,6 +133,7 @@ from impact.balance import (
 )
 from impact.twins import coworkers
 from impact.twins.features import (
+    ALL_NUMERIC_FEATURES,
     CATEGORICAL_FEATURES,
     COARSE_FEATURES,
     HISTORY,
@@ -1103,7 +1104,7 @@ def match_inputs(
     keep_units = res.units.select(pl.col("treated") | (pl.col("weight") > 0)).to_series()
     res = dataclasses.replace(res, units=res.units[np.flatnonzero(keep_units.to_numpy())])
     if grid is None:
-        grid = ks_grid(treated, [c for c in s.covariates if c in NUMERIC_FEATURES])
+        grid = ks_grid(treated, [c for c in s.covariates if c in ALL_NUMERIC_FEATURES])
     parts = balance_parts(
         df,
         treatment="treated",
@@ -1354,7 +1355,7 @@ def prepare_and_fit(
         sizes = np.cumsum([0, *(f.height for f in frames)])
         frames = [stacked[int(a):int(b)] for a, b in zip(sizes, sizes[1:], strict=True)]
     treated = dict(zip(cohorts, frames, strict=True))
-    numeric = [c for c in s.covariates if c in NUMERIC_FEATURES]
+    numeric = [c for c in s.covariates if c in ALL_NUMERIC_FEATURES]
     grid = ks_grid(pl.concat(frames), numeric) if cohorts else {}
     model = sample.fit(treated, parts, s) if sample is not None else None
     return treated, grid, model
