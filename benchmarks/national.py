@@ -29,7 +29,7 @@ calling the same library functions as the Dagster assets:
 Usage::
 
     python benchmarks/national.py ROOT --persons 1200000 [--landing DIR] [--reps 999]
-    python benchmarks/national.py --scaling ROOT_100K ROOT_300K ROOT_1200K
+    python benchmarks/national.py --scaling
 
 Results: ``benchmarks/results/national.json`` (one record per population); ``--scaling``
 adds the log-log slope of the end-to-end time (and peak memory) over the recorded
