@@ -161,16 +161,15 @@ def store_cohort_outcomes(panel_dir: Path, treatment: pl.DataFrame, pairs: pl.Da
     current inputs are left as they are; a cohort without matched pairs has no
     trajectories. Returns the :class:`impact.outcome_store.StoreStats`.
     """
-    from impact.outcome_store import StoreStats, trajectories_for
+    from impact.outcome_store import StoreStats, store_cohorts
     from impact.outcomes import load_sector_rel_wage
 
     sel = pairs.filter(pl.col("cohort").is_in(cohorts))
     if sel.height == 0:
         return StoreStats((), ())
     arrays, sel = load_estimation_arrays(panel_dir, treatment, sel, naive_sample=0)
-    _, stats = trajectories_for(arrays, sel, treatment, store,
-                                sector_rel_wage=load_sector_rel_wage(sources))
-    return stats
+    return store_cohorts(arrays, sel, treatment, store,
+                         sector_rel_wage=load_sector_rel_wage(sources))
 
 
 def run_twins(arrays: PanelArrays, settings: TwinSettings, out: Path) -> TwinsResult:

@@ -38,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -57,6 +57,7 @@ __all__ = [
     "panel_signature",
     "prune",
     "read_cohort",
+    "store_cohorts",
     "trajectories_for",
     "write_cohort",
 ]
@@ -301,6 +302,51 @@ def trajectories_for(
     StoreStats
         Which cohorts were read and which were built.
     """
+    parts, reused, built = [], [], []
+    for key, part, was_stored in _cohort_parts(arrays, pairs, treatment, store,
+                                               sector_rel_wage=sector_rel_wage,
+                                               cohorts=cohorts, write=write, read=True):
+        (reused if was_stored else built).append(key)
+        parts.append(part)
+    return (_combine(parts, arrays, _outcomes(sector_rel_wage)),
+            StoreStats(tuple(reused), tuple(built)))
+
+
+def store_cohorts(
+    arrays: PanelArrays,
+    pairs: pl.DataFrame,
+    treatment: pl.DataFrame,
+    store: Path,
+    *,
+    sector_rel_wage: Mapping[str, float] | None = None,
+    cohorts: Sequence[date] | None = None,
+) -> StoreStats:
+    """Build and store the trajectories of the cohorts not stored with current inputs.
+
+    What :func:`trajectories_for` does for each cohort, without reading the current cohorts
+    back or combining anything (a cohort partition's run). Arguments as there.
+    """
+    reused, built = [], []
+    for key, _, was_stored in _cohort_parts(arrays, pairs, treatment, store,
+                                            sector_rel_wage=sector_rel_wage,
+                                            cohorts=cohorts, write=True, read=False):
+        (reused if was_stored else built).append(key)
+    return StoreStats(tuple(reused), tuple(built))
+
+
+def _cohort_parts(
+    arrays: PanelArrays,
+    pairs: pl.DataFrame,
+    treatment: pl.DataFrame,
+    store: Path,
+    *,
+    sector_rel_wage: Mapping[str, float] | None,
+    cohorts: Sequence[date] | None,
+    write: bool,
+    read: bool,
+) -> Iterator[tuple[str, dict[str, np.ndarray] | None, bool]]:
+    """Per wanted cohort: its key, its arrays (stored ones only if ``read``) and whether
+    they were stored with a current fingerprint; cohorts built here are stored if ``write``."""
     if pairs.height == 0:
         raise ValueError("no pairs: nothing to lay out")
     all_cohorts = sorted(set(pairs["cohort"].to_list()))
@@ -309,28 +355,27 @@ def trajectories_for(
     months = (arrays.months[0], arrays.months[-1])
     panel = panel_signature(arrays.panel_dir) if arrays.panel_dir is not None else "memory"
     first = np.datetime64(arrays.months[0], "M")
-    parts, reused, built = [], [], []
     for c in wanted:
+        if int((np.datetime64(c, "M") - first).astype(np.int64)) < 0:
+            raise ValueError(f"cohort {_key(c)} precedes the loaded months")
         pc = pairs.filter(pl.col("cohort") == c)
         if pc.height == 0:
             raise ValueError(f"no pairs of cohort {_key(c)}")
         fp = cohort_fingerprint(pc, treatment, months=months, outcomes=outcomes,
                                 sector_rel_wage=sector_rel_wage, panel=panel)
         if stored_fingerprint(store, c) == fp:
-            part = read_cohort(store, c)
-            reused.append(_key(c))
+            part = read_cohort(store, c) if read else None
+            was_stored = True
         else:
             traj = build_trajectories(arrays, pc, treatment, outcomes=outcomes,
                                       sector_rel_wage=sector_rel_wage)
             if write:
                 write_cohort(traj, c, store, fp)
             part = _as_part(traj)
-            built.append(_key(c))
-        part["cohort"] = np.array([np.datetime64(c, "M")])
-        if int((part["cohort"][0] - first).astype(np.int64)) < 0:
-            raise ValueError(f"cohort {_key(c)} precedes the loaded months")
-        parts.append(part)
-    return _combine(parts, arrays, outcomes), StoreStats(tuple(reused), tuple(built))
+            was_stored = False
+        if part is not None:
+            part["cohort"] = np.array([np.datetime64(c, "M")])
+        yield _key(c), part, was_stored
 
 
 def prune(store: Path, keep: Sequence[date]) -> list[str]:
