@@ -259,3 +259,23 @@ def test_columns_are_exactly_the_data_dictionary(built) -> None:
     doc = Path(__file__).resolve().parents[1] / "docs" / "data_dictionary.md"
     assert doc.read_text(encoding="utf-8") == dictionary.markdown(), \
         "regenerate: python -m impact.panel.dictionary > docs/data_dictionary.md"
+
+
+@pytest.mark.parametrize(("block", "chunk"), [(1_111, 400), (1_000, 250), (37, 1_000)])
+def test_blocks_of_persons_give_the_same_panel(built, tmp_path, block, chunk) -> None:
+    """``block_persons`` holds a year of sources for a block of persons at a time (a range
+    of pseudonyms): the same rows, in the same order, whatever the block and chunk sizes
+    (blocks that split chunks, blocks smaller than a chunk)."""
+    from impact import panel
+
+    root, _, whole = built
+    years = [2024] if block < 100 else None  # small blocks: one year is enough
+    res = panel.build(root / "sources", tmp_path / "panel", years=years, chunk_persons=chunk,
+                      block_persons=block)
+    got = pl.read_parquet(tmp_path / "panel" / "**" / "*.parquet", hive_partitioning=False)
+    want = whole if years is None else whole.filter(pl.col("month").dt.year() == 2024)
+    assert got.equals(want, null_equal=True)
+    assert res.rows == want.height
+    parts = len(list((tmp_path / "panel" / "year=2024").glob("*.parquet")))
+    n = whole["pid"].n_unique()
+    assert parts >= -(-n // min(block, chunk)) - 1

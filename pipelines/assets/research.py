@@ -45,7 +45,8 @@ def panel(context: dg.AssetExecutionContext, impact_config: ImpactConfig) -> dg.
     from impact.panel import build
 
     cfg = impact_config.load()
-    res = build(cfg.data.sources, cfg.data.panel, cpi_base_year=cfg.panel.cpi_base_year)
+    res = build(cfg.data.sources, cfg.data.panel, cpi_base_year=cfg.panel.cpi_base_year,
+                block_persons=cfg.panel.block_persons)
     context.log.info("panel: %d person-months of %d persons", res.rows, res.persons)
     md: dict[str, Any] = {
         "dagster/row_count": res.rows,

@@ -271,6 +271,18 @@ class IngestSection(_Section):
         "The output equals a full re-ingest; false (or `impact run --full-ingest`) "
         "validates everything again."
     )
+    bucket_rows: int | None = Field(
+        None, ge=1, description="Largest expected number of rows validated at a time: a "
+        "group of files with more rows (a year of monthly employer reports, about 8 M rows "
+        "at 1.2 M persons) is validated in ceil(rows / bucket_rows) buckets of a hash of the "
+        "person, so that ingest memory follows this setting rather than the population "
+        "(about 0.5 GiB per million rows). null: each group at once (fastest). The "
+        "accepted rows, quarantine and reconciliation do not depend on it."
+    )
+    parallel_groups: int = Field(
+        2, ge=1, description="Groups of files (years) validated at the same time; each "
+        "holds one group (or one bucket) in memory."
+    )
 
 
 # --------------------------------------------------------------------------- panel
@@ -282,6 +294,11 @@ class PanelSection(_Section):
     cpi_base_year: int = Field(
         2024, ge=1996, le=2100,
         description="Real amounts are in the average consumer prices of this year.")
+    block_persons: int | None = Field(
+        None, ge=1, description="Persons whose year of monthly reports and benefit payments "
+        "is held in memory at a time (a range of pseudonyms); memory follows this instead "
+        "of the population (about 1 GiB per 300,000 persons at 1.2 M). null: everyone at "
+        "once (fastest). The panel's rows do not depend on it.")
 
 
 # --------------------------------------------------------------------------- twins
@@ -489,6 +506,8 @@ class EvaluationConfig(_Section):
             already_pseudonymised=self.ingest.already_pseudonymised,
             verify_checksums=self.ingest.verify_checksums,
             incremental=self.ingest.incremental and not full,
+            bucket_rows=self.ingest.bucket_rows,
+            parallel_groups=self.ingest.parallel_groups,
         )
 
 

@@ -83,7 +83,16 @@ from impact.contracts.model import (
     dependency_order,
     load_contracts,
 )
-from impact.contracts.rules import DELIVERY, FILE, META, ROW, TableFailure, check, flag
+from impact.contracts.rules import (
+    DELIVERY,
+    FILE,
+    META,
+    ROW,
+    TableFailure,
+    TypeErrors,
+    check,
+    flag,
+)
 from impact.manifest import DeliveryManifest, FileEntry, ManifestError, sha256_file
 from impact.pseudonym import (
     PseudonymKey,
@@ -114,7 +123,7 @@ CACHE_DIR = ".ingest_cache"
 #: :mod:`impact.contracts.rules` or to :mod:`impact.pseudonym` can change a group's clean
 #: rows, quarantine, tally or rules hit for the same inputs: every cached group is then
 #: validated again.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass
@@ -194,6 +203,15 @@ class IngestSettings:
         Reuse the cached result of a group whose inputs are unchanged (see the module
         docstring); ``False`` validates every group again (a full re-ingest) and
         refreshes the cache. The output is the same either way.
+    bucket_rows
+        Largest expected number of rows validated at a time. A group of files with more
+        rows (one year of monthly employer reports: about 8 M rows at 1.2 M persons) is
+        split into ``ceil(rows / bucket_rows)`` buckets of a hash of its person column
+        (:func:`_bucket_column`) and validated bucket by bucket (see
+        :func:`_validate_buckets`), so that memory follows this setting instead of the
+        population. ``None``: every group at once (fastest). The accepted rows,
+        quarantine and reconciliation are the same either way; only the clean table's
+        files and row order differ.
     """
 
     out: Path
@@ -203,6 +221,7 @@ class IngestSettings:
     gx_sample: int = 100_000
     parallel_groups: int = 2
     incremental: bool = True
+    bucket_rows: int | None = None
 
 
 def _label(path: Path, entry: FileEntry) -> str:
@@ -225,8 +244,7 @@ def _read(path: Path, entry: FileEntry, seq: int, contract: Contract) -> pl.Data
         try:
             df = pl.read_parquet(path)
         except Exception as exc:  # the reader's message may quote data; name the kind only
-            raise fail("readable", "not a readable Parquet file (truncated or corrupt: "
-                                   f"{type(exc).__name__})") from None
+            raise _unreadable(exc, path, False, fail) from None
         df = df.with_columns(pl.lit(False).alias(_FIELDS_BAD))
     return df.with_columns(
         pl.int_range(1, df.height + 1, dtype=pl.Int64).alias(ROW),
@@ -246,32 +264,59 @@ def _read_csv(path: Path, contract: Contract, fail: Callable[..., TableFailure]
         df = pl.read_csv(path, infer_schema=False, encoding="utf8", raise_if_empty=False,
                          truncate_ragged_lines=True)
     except Exception as exc:  # the reader's message may quote data; never pass it on
-        if "utf-8" in str(exc).lower():
-            line, offset, byte = _first_invalid_utf8(path)
-            raise fail("encoding", f"not UTF-8: byte 0x{byte:02X} on line {line} of the file "
-                                   f"(byte offset {offset}); the contract requires UTF-8") from None
-        odd = _odd_quote_line(path)
-        hint = f"; line {odd} of the file opens a quote that may never close" if odd else ""
-        raise fail("readable", f"cannot be parsed as CSV ({type(exc).__name__}{hint})") from None
+        raise _unreadable(exc, path, True, fail) from None
+    return df.with_columns(_csv_checks(path, df.columns, df.height, contract, fail))
+
+
+def _unreadable(exc: Exception, path: Path, csv_file: bool,
+                fail: Callable[..., TableFailure]) -> TableFailure:
+    """The failure of a file its reader rejected, named by kind: the reader's own message
+    may quote data and is never passed on. CSV: not UTF-8 (with the line and byte), or not
+    parseable (with the first line opening a quote that may never close)."""
+    if not csv_file:
+        return fail("readable", "not a readable Parquet file (truncated or corrupt: "
+                                f"{type(exc).__name__})")
+    if "utf-8" in str(exc).lower():
+        line, offset, byte = _first_invalid_utf8(path)
+        return fail("encoding", f"not UTF-8: byte 0x{byte:02X} on line {line} of the file "
+                                f"(byte offset {offset}); the contract requires UTF-8")
+    odd = _odd_quote_line(path)
+    hint = f"; line {odd} of the file opens a quote that may never close" if odd else ""
+    return fail("readable", f"cannot be parsed as CSV ({type(exc).__name__}{hint})")
+
+
+def _csv_checks(path: Path, columns: list[str], rows: int, contract: Contract,
+                fail: Callable[..., TableFailure]) -> pl.Series:
+    """Checks of a CSV file read as ``rows`` data rows under the header ``columns``.
+
+    Blocking: no line break at the end (a cut-off file), not comma separated, records
+    that cannot be aligned with the lines. Returns each data row's field-count violation.
+    """
     with path.open("rb") as fh:
         fh.seek(-1, 2)
         last = fh.read(1)
     if last != b"\n":
-        raise fail("truncated", f"the last line (data row {df.height}) does not end with a line "
+        raise fail("truncated", f"the last line (data row {rows}) does not end with a line "
                                 "break: the file looks cut off (a complete CSV file ends with "
                                 "a line break)")
-    if len(df.columns) == 1 and len(contract.columns) > 1:
-        header = df.columns[0]
+    _separator_check(columns, contract, fail)
+    bad = _field_count_violations(path, len(columns), rows)
+    if bad is None:
+        raise fail("readable", "its records could not be matched with its lines (row numbers "
+                               "would be wrong)")
+    return bad
+
+
+def _separator_check(columns: list[str], contract: Contract,
+                     fail: Callable[..., TableFailure]) -> None:
+    """Blocking: a one-column header that another separator would split into fields."""
+    if len(columns) == 1 and len(contract.columns) > 1:
+        header = columns[0]
         for sep in _OTHER_SEPARATORS:
             if len(header.split(sep)) > 1:
                 raise fail("delimiter", f"the header is separated by {sep!r}, not by commas "
                                         f"({len(header.split(sep))} fields): the contract "
                                         "requires comma-separated files", None, (header[:120],))
-    bad = _field_count_violations(path, len(df.columns), df.height)
-    if bad is None:
-        raise fail("readable", "its records could not be matched with its lines (row numbers "
-                               "would be wrong)")
-    return df.with_columns(bad)
 
 
 def _first_invalid_utf8(path: Path, chunk: int = 1 << 22) -> tuple[int, int, int]:
@@ -745,10 +790,213 @@ def _load(contract: Contract, group: list[tuple[Path, FileEntry, int]],
     return pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
 
 
+# --------------------------------------------------------------------------- buckets
+
+
+#: column holding a row's bucket while a file is spilled (see :func:`_spill`)
+_BUCKET = "__bucket"
+
+
+def _bucket_column(contract: Contract) -> str | None:
+    """The column by whose hash a table's rows can be validated in buckets, or ``None``.
+
+    Every rule that compares rows must compare only rows of one bucket. That holds for a
+    column of the key that is also in the key of every ``no_overlap`` rule, when no
+    column outside the key must be unique: exact duplicates and rows of one key
+    (corrections, conflicts) then share the column's value and hence its bucket. The
+    first personal identifier of the key that qualifies (the person), else the first
+    key column that does; ``None`` for a table without a key.
+    """
+    if not contract.key or any(c.unique and c.name not in contract.key
+                               for c in contract.columns):
+        return None
+    fit = [k for k in contract.key if all(k in o.key for o in contract.no_overlap)]
+    personal = [k for k in fit if contract.column(k).personal_code
+                or contract.column(k).pseudonymise]
+    return (personal or fit or [None])[0]
+
+
+def _buckets(contract: Contract, group: list[tuple[Path, FileEntry, int]],
+             settings: IngestSettings) -> int:
+    """Number of buckets a group is validated in: ``ceil(rows / settings.bucket_rows)``
+    by the manifest's row counts, 1 without ``bucket_rows`` or a bucket column."""
+    if not settings.bucket_rows or _bucket_column(contract) is None:
+        return 1
+    rows = sum(entry.rows for _, entry, _ in group)
+    return max(1, -(-rows // settings.bucket_rows))
+
+
+@dataclass(frozen=True)
+class _Spill:
+    """One file of a group written out bucket by bucket (see :func:`_spill`)."""
+
+    folder: Path
+    schema: pl.Schema  # of the spilled columns, for a bucket without rows
+    label: str
+    seq: int
+    fields_bad: pl.Series | None  # row numbers with a wrong number of fields (CSV)
+
+
+def _spill(path: Path, entry: FileEntry, seq: int, contract: Contract, column: str,
+           buckets: int, folder: Path, settings: IngestSettings, extra: set[str]) -> _Spill:
+    """Read one file once, streaming, into ``folder/__bucket=<b>/`` by a hash of ``column``.
+
+    Runs every check :func:`_load` runs on a file (presence, checksum, readability,
+    encoding, truncation, separator, columns, field counts, row count against the
+    manifest), with the same failures. The spilled rows keep their row number in the
+    file; they hold raw identifiers and are removed by :func:`_validate_buckets` (and,
+    after a killed run, by :func:`_remove_leftovers`).
+    """
+    label = _label(path, entry)
+
+    def fail(rule: str, message: str, col: str | None = None,
+             examples: tuple[str, ...] = ()) -> TableFailure:
+        return TableFailure(contract.table, label, col, rule, message, examples)
+
+    if not path.exists():
+        raise fail("present", "file listed in the manifest is missing")
+    if settings.verify_checksums and sha256_file(path) != entry.sha256:
+        raise fail("manifest", "SHA-256 differs from the manifest (changed or truncated)")
+    if path.stat().st_size == 0:
+        raise fail("empty", "the file is empty (0 bytes): not even a header line")
+    csv_file = entry.format == "csv"
+    try:
+        if csv_file:
+            lf = pl.scan_csv(path, infer_schema=False, encoding="utf8", raise_if_empty=False,
+                             truncate_ragged_lines=True)
+        else:
+            lf = pl.scan_parquet(path)
+        header = lf.collect_schema().names()
+        present = [c for c in contract.names if c in header]
+        if len(present) < len(contract.names):  # fails as _load does, before reading rows
+            if csv_file:
+                _separator_check(header, contract, fail)
+            _structure(pl.DataFrame(schema={c: pl.String for c in header}), contract, label)
+        lf = lf.select(present).with_row_index(ROW, offset=1)
+        schema = lf.collect_schema()
+        lf.with_columns((pl.col(column).hash(seed=0) % buckets).alias(_BUCKET)).sink_parquet(
+            pl.PartitionBy(folder, key=_BUCKET, include_key=False), compression="lz4",
+            mkdir=True)
+    except TableFailure:
+        raise
+    except Exception as exc:  # the reader's message may quote data; never pass it on
+        raise _unreadable(exc, path, csv_file, fail) from None
+    spilled = sorted(folder.glob("*/*.parquet"))
+    rows = pl.scan_parquet(spilled).select(pl.len()).collect().item() if spilled else 0
+    fields_bad = None
+    if csv_file:
+        bad = _csv_checks(path, header, rows, contract, fail)
+        fields_bad = (bad.arg_true() + 1).cast(pl.Int64)
+    if rows != entry.rows:
+        raise fail("manifest", f"{rows} rows read, manifest says {entry.rows}")
+    extra |= set(_structure(pl.DataFrame(schema={c: pl.String for c in header}), contract,
+                            label))
+    return _Spill(folder, schema, label, seq, fields_bad)
+
+
+def _load_bucket(spills: list[_Spill], bucket: int, contract: Contract) -> pl.DataFrame:
+    """The rows of one bucket, file by file in group order, as :func:`_load` gives them."""
+    frames = []
+    for sp in spills:
+        files = sorted((sp.folder / f"{_BUCKET}={bucket}").glob("*.parquet"))
+        df = pl.read_parquet(files) if files else pl.DataFrame(schema=sp.schema)
+        if not df[ROW].is_sorted():
+            df = df.sort(ROW)
+        bad = (pl.col(ROW).is_in(sp.fields_bad.implode()) if sp.fields_bad is not None
+               else pl.lit(False))
+        df = df.with_columns(pl.col(ROW).cast(pl.Int64), pl.lit(sp.label).alias(FILE),
+                             pl.lit(sp.seq, dtype=pl.Int32).alias(DELIVERY),
+                             bad.alias(_FIELDS_BAD))
+        df = df.select(*contract.names, *META, _FIELDS_BAD)
+        frames.append(df.with_columns(pl.col(c).cast(pl.Utf8) for c in contract.names
+                                      if df.schema[c] == pl.Null))
+    return pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
+
+
+def _merge_facts(into: dict[str, Any], part: dict[str, Any]) -> None:
+    """Fold one bucket's :func:`_group_facts` into the group's (lookups sorted)."""
+    if not into:
+        into.update(part)
+        into["lookups"] = {c: v.unique().sort() for c, v in part["lookups"].items()}
+        return
+    for col, values in part["lookups"].items():
+        have = into["lookups"][col]
+        if values.len():
+            into["lookups"][col] = (pl.concat([have, values]).unique().sort() if have.len()
+                                    else values.unique().sort())
+    for col, w in part["within"].items():
+        have = into["within"][col]
+        if w is None or have is None:
+            continue
+        for k, pick in (("min", min), ("max", max)):
+            vals = [v for v in (have[k], w[k]) if v is not None]
+            have[k] = pick(vals) if vals else None
+        have["hits"] += w["hits"]
+
+
+def _validate_buckets(contract: Contract, group: list[tuple[Path, FileEntry, int]],
+                      label: str, period: tuple[date, date],
+                      references: dict[str, pl.DataFrame], settings: IngestSettings,
+                      known: _Known, facts: dict[str, Any], extra: set[str], buckets: int,
+                      spill: Path, staging: Path, part: int
+                      ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int], list[list[str]]]:
+    """Validate a group bucket by bucket (``settings.bucket_rows``); write its clean parts.
+
+    Every file is read once and spilled by a hash of :func:`_bucket_column` to ``spill``
+    (:func:`_spill`); then each bucket is loaded and validated like a whole group
+    (:func:`_validate`) and its accepted rows are written as ``part-<part>-b<bucket>``.
+    As every rule comparing rows compares rows of one bucket, the accepted rows,
+    quarantine records, tally and rules hit are those of the group at once; the share of
+    unparseable values that makes a column's type wrong is judged over the whole group.
+    Memory: one bucket (about ``bucket_rows`` rows) plus the spill's streaming buffers.
+    The spill, which holds raw identifiers, is removed before returning.
+
+    Returns the quarantine, the per-file tally, the rules hit and the written parts
+    (``[sub-folder, suffix]``, see :class:`_GroupOutcome`).
+    """
+    column = _bucket_column(contract)
+    assert column is not None
+    type_errors = TypeErrors()
+    quarantines: list[pl.DataFrame] = []
+    tallies: list[pl.DataFrame] = []
+    hit: dict[str, int] = {}
+    parts: list[list[str]] = []
+    empty: pl.DataFrame | None = None
+    try:
+        shutil.rmtree(spill, ignore_errors=True)
+        spills = [_spill(path, entry, seq, contract, column, buckets, spill / f"file-{k}",
+                         settings, extra) for k, (path, entry, seq) in enumerate(group)]
+        for b in range(buckets):
+            got: dict[str, Any] = {}
+            good, quarantine, tally, hits = _validate(
+                lambda b=b: _load_bucket(spills, b, contract), contract, label, period,
+                references, settings, known, got, type_errors)
+            _merge_facts(facts, got)
+            quarantines.append(quarantine)
+            tallies.append(tally)
+            for r, n in hits.items():
+                hit[r] = hit.get(r, 0) + n
+            if good.height:
+                suffix = f"-b{b:03d}"
+                parts += [[d, suffix] for d in _write_clean(
+                    contract, _clean_rows(good), staging, part=f"{part}{suffix}")]
+            else:
+                empty = good
+            del good
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+    type_errors.check(contract, label)
+    if not parts and empty is not None:  # no accepted row: an empty part, as unbucketed
+        parts = [[d, ""] for d in _write_clean(contract, _clean_rows(empty), staging,
+                                               part=str(part))]
+    tally = pl.concat(tallies, how="vertical_relaxed").group_by(FILE, maintain_order=True).sum()
+    return pl.concat(quarantines, how="vertical_relaxed"), tally, hit, parts
+
+
 def _validate(load: Callable[[], pl.DataFrame], contract: Contract, label: str,
               period: tuple[date, date], references: dict[str, pl.DataFrame],
               settings: IngestSettings, known: _Known | None = None,
-              facts: dict[str, Any] | None = None
+              facts: dict[str, Any] | None = None, type_errors: TypeErrors | None = None
               ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict[str, int]]:
     """Identifiers, rules and register patterns of one loaded group of rows.
 
@@ -756,7 +1004,9 @@ def _validate(load: Callable[[], pl.DataFrame], contract: Contract, label: str,
     field-count flag); it is called here so that the raw frame is freed after the
     rules ran. ``known`` keeps what earlier groups and tables learnt about identifier
     values. ``facts``, if given, receives what the result depends on besides the rows
-    (see :func:`_group_facts`), for the incremental-ingest cache.
+    (see :func:`_group_facts`), for the incremental-ingest cache. ``type_errors``: a
+    tally of unparseable values shared by the buckets of a group, checked by the caller
+    (see :func:`impact.contracts.rules.parse_columns`).
     Returns accepted rows, quarantine records, the per-file tally and the number of
     rows hit per rule.
     """
@@ -770,7 +1020,7 @@ def _validate(load: Callable[[], pl.DataFrame], contract: Contract, label: str,
     precomputed, events = _lookups(contract, codes, references)
     checked = check(raw, contract, label, period, references,
                     {FIELD_COUNT: fields_bad, **pc_flags}, precomputed=precomputed,
-                    events=events)
+                    events=events, type_errors=type_errors)
     del raw, precomputed, events
     # a row with the wrong number of fields has misaligned values: that is its only reason
     checked.frame = checked.frame.with_columns(
@@ -894,13 +1144,19 @@ def ingest_table(contract: Contract, files: list[tuple[Path, FileEntry, int]],
             label = _label(*group[0][:2]) if len(group) == 1 else f"{len(group)} files"
             extra: set[str] = set()
             facts: dict[str, Any] = {}
-            good, quarantine, tally, hit = _validate(
-                lambda: _load(contract, group, settings, extra), contract, label, period,
-                references, settings, known, facts)
+            buckets = _buckets(contract, group, settings)
+            if buckets == 1:
+                good, quarantine, tally, hit = _validate(
+                    lambda: _load(contract, group, settings, extra), contract, label, period,
+                    references, settings, known, facts)
+                parts = [[d, ""] for d in _write_clean(contract, _clean_rows(good), staging,
+                                                       part=str(i))]
+            else:
+                quarantine, tally, hit, parts = _validate_buckets(
+                    contract, group, label, period, references, settings, known, facts, extra,
+                    buckets, cache / f".spill-{gid}", staging, i)
             recs = _reconcile(contract, group, tally)
-            dirs = _write_clean(contract, good.drop(ROW, DELIVERY).rename({FILE: "source_file"}),
-                                staging, part=i)
-            outcome = _GroupOutcome(gid, recs, quarantine, hit, sorted(extra), dirs)
+            outcome = _GroupOutcome(gid, recs, quarantine, hit, sorted(extra), parts)
             try:
                 lookups = _lookup_digests(contract, facts["lookups"], references)
             except Exception:  # a lookup the cache cannot repeat: never reuse this group
@@ -914,7 +1170,7 @@ def ingest_table(contract: Contract, files: list[tuple[Path, FileEntry, int]],
                     "within": facts["within"], "lookups": lookups,
                     "lookup_columns": sorted(facts["lookups"]),
                     "files": [asdict(r) for r in recs], "rules_hit": hit,
-                    "extra_columns": sorted(extra), "clean": dirs}
+                    "extra_columns": sorted(extra), "clean": parts}
             return outcome
 
         workers = max(1, min(settings.parallel_groups, len(groups)))
@@ -959,7 +1215,7 @@ def ingest_table(contract: Contract, files: list[tuple[Path, FileEntry, int]],
         if settings.gx_sample:
             gx_key = _gx_digest(contract, outcomes, period, references, settings)
             if not (settings.incremental and _gx_reuse(cache, gx_key, settings, res)):
-                _cross_check(contract, clean, period, references, settings, res)
+                _cross_check(contract, folder, period, references, settings, res)
                 _gx_store(cache, gx_key, settings, res)
         return res, clean
     except TableFailure as failure:
@@ -995,8 +1251,10 @@ def _reconcile(contract: Contract, group: list[tuple[Path, FileEntry, int]],
 class _GroupOutcome:
     """The result of one group of files, validated in this run or reused from the cache.
 
-    ``dirs``: sub-folders of the clean table holding the group's part (see
-    :func:`_write_clean`). ``record``: the group's cache record (``None`` for a validated
+    ``parts``: the group's clean files, as ``[sub-folder, suffix]`` pairs: the file
+    ``<sub-folder>/part-<group index><suffix>.parquet`` of the clean table (see
+    :func:`_write_clean`; the suffix is empty, or ``-b<bucket>`` for a group validated
+    in buckets). ``record``: the group's cache record (``None`` for a validated
     group that cannot be cached); ``lookups``: for a validated group, the distinct values
     it looked up in reference tables.
     """
@@ -1006,7 +1264,7 @@ class _GroupOutcome:
     quarantine: pl.DataFrame
     hits: dict[str, int]
     extra: list[str]
-    dirs: list[str]
+    parts: list[list[str]]
     reused: bool = False
     record: dict[str, Any] | None = None
     lookups: dict[str, pl.Series] | None = None
@@ -1026,7 +1284,8 @@ def _static_digest(contract: Contract, group: list[tuple[Path, FileEntry, int]],
 
     The files (manifest entry: SHA-256, rows, format, columns, year; delivery folder and
     sequence, which order corrections), the contract, the key's fingerprint (never the
-    key), the settings that change the output, :data:`CACHE_VERSION` and the polars
+    key), the settings that change the output (the number of buckets changes the clean
+    table's files), :data:`CACHE_VERSION` and the polars
     version. Assumes the manifest's SHA-256 describes the file, which the run that
     made the record verified (with ``verify_checksums``) and :func:`_stats` keeps true.
     """
@@ -1036,6 +1295,7 @@ def _static_digest(contract: Contract, group: list[tuple[Path, FileEntry, int]],
         "key": settings.key.fingerprint,
         "already_pseudonymised": settings.already_pseudonymised,
         "verify_checksums": settings.verify_checksums,
+        "buckets": _buckets(contract, group, settings),
         "files": [{"delivery": path.parent.name, "sequence": seq,
                    "entry": entry.model_dump(mode="json")} for path, entry, seq in group],
     }
@@ -1161,8 +1421,8 @@ def _reuse(entry: Path, static: str, group: list[tuple[Path, FileEntry, int]],
            contract: Contract, period: tuple[date, date],
            references: dict[str, pl.DataFrame], staging: Path, part: int
            ) -> _GroupOutcome | None:
-    """The cached result of a group if it is still valid, its clean part linked into
-    ``staging`` as ``part-<part>.parquet``; ``None`` if it must be validated again.
+    """The cached result of a group if it is still valid, its clean parts linked into
+    ``staging`` as ``part-<part><suffix>.parquet``; ``None`` if it must be validated again.
 
     Valid: same :func:`_static_digest`, same :func:`_stats`, :func:`_period_allows` and the
     same :func:`_lookup_digests` with today's references. A record that cannot be read is
@@ -1183,9 +1443,9 @@ def _reuse(entry: Path, static: str, group: list[tuple[Path, FileEntry, int]],
         return None
     linked: list[Path] = []
     try:
-        for d in record["clean"]:
-            target = staging / d / f"part-{part}.parquet"
-            _link(entry / "clean" / d / "part.parquet", target)
+        for d, suffix in record["clean"]:
+            target = staging / d / f"part-{part}{suffix}.parquet"
+            _link(entry / "clean" / d / f"part{suffix}.parquet", target)
             linked.append(target)
     except OSError:
         for target in linked:
@@ -1211,8 +1471,8 @@ def _link(src: Path, dst: Path) -> None:
 def _store(cache: Path, outcome: _GroupOutcome, folder: Path, part: int) -> None:
     """Write a validated group's record to ``cache/<group>/``, atomically.
 
-    The record is assembled in a hidden folder (its clean part a hard link of the
-    published ``part-<part>.parquet``), ``record.json`` last, then swapped in. A failure
+    The record is assembled in a hidden folder (its clean parts hard links of the
+    published ``part-<part><suffix>.parquet``), ``record.json`` last, then swapped in. A failure
     to write (e.g. a full disk) leaves no partial record: the group is validated next time.
     """
     assert outcome.record is not None and outcome.lookups is not None
@@ -1220,8 +1480,9 @@ def _store(cache: Path, outcome: _GroupOutcome, folder: Path, part: int) -> None
     try:
         if tmp.exists():
             shutil.rmtree(tmp)
-        for d in outcome.dirs:
-            _link(folder / d / f"part-{part}.parquet", tmp / "clean" / d / "part.parquet")
+        for d, suffix in outcome.parts:
+            _link(folder / d / f"part-{part}{suffix}.parquet",
+                  tmp / "clean" / d / f"part{suffix}.parquet")
         write_parquet(outcome.quarantine, tmp / "quarantine.parquet")
         for col, values in outcome.lookups.items():
             write_parquet(values.to_frame("v"), tmp / f"lookup-{col}.parquet")
@@ -1326,15 +1587,48 @@ def _prune(cache: Path, keep: set[str]) -> None:
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
-def _cross_check(contract: Contract, clean: pl.LazyFrame, period: tuple[date, date],
+def _every_kth_row(folder: Path, target: int) -> tuple[pl.DataFrame, int]:
+    """Every ``k``-th row (from the first) of the Parquet files under ``folder``, in the
+    order a scan of ``folder/**/*.parquet`` reads them, with ``k = max(1, rows // target)``;
+    and the number of rows.
+
+    Read in record batches (pyarrow), so memory is one batch and the sample, not the table
+    (a polars scan decodes each file whole before sampling: 5 GiB for 79 M reports).
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = sorted(str(p) for p in folder.glob("**/*.parquet"))
+    n = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    k = max(1, n // max(1, target))
+    frames, start = [], 0
+    for f in files:
+        taken = []
+        for b in pq.ParquetFile(f).iter_batches(batch_size=1 << 17):
+            first = (-start) % k
+            if first < b.num_rows:
+                taken.append(b.take(pa.array(np.arange(first, b.num_rows, k))))
+            start += b.num_rows
+        if taken:
+            frames.append(pl.from_arrow(pa.Table.from_batches(taken)))
+    if not frames:
+        return (pl.DataFrame(schema=pl.read_parquet_schema(files[0])) if files
+                else pl.DataFrame()), n
+    out = pl.concat(frames, how="vertical_relaxed")
+    assert isinstance(out, pl.DataFrame)
+    return out, n
+
+
+def _cross_check(contract: Contract, folder: Path, period: tuple[date, date],
                  references: dict[str, pl.DataFrame], settings: IngestSettings,
                  res: TableResult) -> None:
-    """Great Expectations on a sample of the clean table; report kept as JSON."""
+    """Great Expectations on a sample of the clean table in ``folder``; report kept as
+    JSON."""
     from impact.contracts import gx as gxc
 
-    n = clean.select(pl.len()).collect().item()
     # a systematic sample over the whole table (every year), then a random one
-    df = clean.gather_every(max(1, n // (settings.gx_sample * 2))).collect()
+    df, _ = _every_kth_row(folder, settings.gx_sample * 2)
     refs = {}
     for c in contract.columns:
         if c.allowed_from:
@@ -1357,7 +1651,12 @@ def _cross_check(contract: Contract, clean: pl.LazyFrame, period: tuple[date, da
 _CLEAN_PARQUET = {"compression": "zstd", "compression_level": 1}
 
 
-def _write_clean(contract: Contract, clean: pl.DataFrame, folder: Path, part: int
+def _clean_rows(good: pl.DataFrame) -> pl.DataFrame:
+    """Accepted rows as written: lineage column ``source_file``, no row number."""
+    return good.drop(ROW, DELIVERY).rename({FILE: "source_file"})
+
+
+def _write_clean(contract: Contract, clean: pl.DataFrame, folder: Path, part: str
                  ) -> list[str]:
     """Write one group of clean rows (by year for year-split tables).
 

@@ -55,6 +55,53 @@ class TableFailure(Exception):
 
 
 @dataclass
+class TypeErrors:
+    """Values that did not parse, counted per column over one or more frames of a table.
+
+    :func:`parse_columns` adds each frame it parses; :meth:`check` then decides, over
+    everything added, whether a column's share of unparseable values is so high that the
+    column has the wrong type (a blocking failure) rather than a few bad rows. A table
+    validated in parts (buckets of a year, see :mod:`impact.ingest`) passes one tally to
+    every part and checks it once, so the decision is the same as over the whole table.
+    """
+
+    rows: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    #: per column, up to three (delivery, row number, value) of the earliest bad values
+    examples: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
+
+    def add(self, raw: pl.DataFrame, flags: pl.DataFrame, contract: Contract) -> None:
+        """Count the type flags of ``flags`` (aligned with ``raw``, the values as read)."""
+        offset, self.rows = self.rows, self.rows + flags.height
+        if not flags.height:
+            return
+        names = [c.name for c in contract.columns]
+        sums = flags.select(pl.col(flag(f"type:{n}")).sum() for n in names).row(0)
+        lineage = DELIVERY in raw.columns and ROW in raw.columns
+        for name, n in zip(names, sums, strict=True):
+            if not n:
+                continue
+            self.counts[name] = self.counts.get(name, 0) + int(n)
+            bad = raw.with_row_index("__i", offset=offset).filter(flags[flag(f"type:{name}")])
+            order = [pl.col(DELIVERY), pl.col(ROW)] if lineage else [pl.lit(0), pl.col("__i")]
+            first = bad.select(*order, pl.col(name).cast(pl.Utf8)).head(3).rows()
+            have = sorted([*self.examples.get(name, []), *first])
+            self.examples[name] = have[:3]
+
+    def check(self, contract: Contract, file: str) -> None:
+        """Raise :class:`TableFailure` for the first column (contract order) whose share
+        of unparseable values exceeds ``contract.max_type_error_share``; the examples are
+        the earliest bad values (by delivery and row number)."""
+        for c in contract.columns:
+            n = self.counts.get(c.name, 0)
+            share = n / self.rows if self.rows else 0.0
+            if share > contract.max_type_error_share and share > 0:
+                raise TableFailure(contract.table, file, c.name, "type",
+                                   f"{share:.0%} of values are not {c.type}",
+                                   tuple(str(v) for _, _, v in self.examples.get(c.name, ())))
+
+
+@dataclass
 class Checked:
     """A parsed table with one boolean column per violated rule."""
 
@@ -127,15 +174,18 @@ def _yyyymmdd(v: float) -> date:
     return date(i // 10000, i // 100 % 100, i % 100)
 
 
-def parse_columns(df: pl.DataFrame, contract: Contract, file: str) -> tuple[pl.DataFrame,
-                                                                            list[str]]:
+def parse_columns(df: pl.DataFrame, contract: Contract, file: str,
+                  type_errors: TypeErrors | None = None) -> tuple[pl.DataFrame, list[str]]:
     """Cast every contract column; flag values that do not parse.
+
+    With ``type_errors``, the unparseable values are added to that tally and the share
+    test is left to the caller (:meth:`TypeErrors.check`, once all parts are parsed).
 
     Raises
     ------
     TableFailure
-        If a column's share of unparseable values exceeds the contract's
-        ``max_type_error_share`` (a wrong type, not bad rows).
+        Without ``type_errors``: if a column's share of unparseable values exceeds the
+        contract's ``max_type_error_share`` (a wrong type, not bad rows).
     """
     present = [c for c in contract.columns]
     exprs, empties, out_cols, flags = [], [], [], []
@@ -155,15 +205,10 @@ def parse_columns(df: pl.DataFrame, contract: Contract, file: str) -> tuple[pl.D
                      .alias(flag(f"type:{c.name}"))]
         flags.append(f"type:{c.name}")
     out = df.select(*META, *exprs, *empties).select(*META, *out_cols)
-    if out.height:
-        shares = out.select(pl.col(flag(f)).mean() for f in flags).row(0)
-        for f, share in zip(flags, shares, strict=True):
-            if share is not None and share > contract.max_type_error_share and share > 0:
-                col = f.split(":", 1)[1]
-                bad = df.filter(out[flag(f)])[col].head(3).cast(pl.Utf8).to_list()
-                raise TableFailure(contract.table, file, col, "type",
-                                   f"{share:.0%} of values are not {contract.column(col).type}",
-                                   tuple(map(str, bad)))
+    tally = TypeErrors() if type_errors is None else type_errors
+    tally.add(df, out, contract)
+    if type_errors is None:
+        tally.check(contract, file)
     return out, flags
 
 
@@ -307,7 +352,8 @@ def overlap_rules(df: pl.DataFrame, contract: Contract, flags: list[str]
 def check(df: pl.DataFrame, contract: Contract, file: str, period: tuple[date, date],
           references: dict[str, pl.DataFrame], extra_flags: dict[str, pl.Series] | None = None,
           precomputed: dict[str, pl.Series] | None = None,
-          events: dict[str, pl.Series] | None = None) -> Checked:
+          events: dict[str, pl.Series] | None = None,
+          type_errors: TypeErrors | None = None) -> Checked:
     """Parse and flag a raw table (all files of one table or one partition).
 
     ``extra_flags`` carries violation columns computed before pseudonymisation
@@ -315,8 +361,9 @@ def check(df: pl.DataFrame, contract: Contract, file: str, period: tuple[date, d
     the expression of a row rule (by rule name) with its violation column already
     computed the same way (the ingest checks foreign keys on distinct pseudonyms), and
     ``events`` gives :func:`event_rules` the event dates already looked up.
+    ``type_errors``: see :func:`parse_columns`.
     """
-    typed, flags = parse_columns(df, contract, file)
+    typed, flags = parse_columns(df, contract, file, type_errors)
     if extra_flags:
         typed = typed.with_columns(pl.Series(flag(k), v) for k, v in extra_flags.items())
         flags += list(extra_flags)

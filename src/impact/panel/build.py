@@ -143,12 +143,27 @@ class _Inputs:
 
 
 class _Year:
-    """The sources of one slice of months (within a year), for all persons: aggregated to
-    person-months and put in grid order once; each chunk of persons then slices them."""
+    """The sources of one slice of months (within a year) for the persons ``lo..hi-1`` (a
+    block; all persons by default): aggregated to person-months and put in grid order once;
+    each chunk of persons of the block then slices them.
 
-    def __init__(self, inp: _Inputs, first: date, last: date) -> None:
-        self.grid = g = demography.grid(inp.persons, first, last)
-        reports = inp.to_pid_now(inp.reports.filter(pl.col("period").is_between(first, last))
+    A block reads only its persons' monthly reports and benefit payments (a range of
+    pseudonyms, since ``pid`` follows the pseudonym order), so memory follows the block.
+    """
+
+    def __init__(self, inp: _Inputs, first: date, last: date, lo: int = 0,
+                 hi: int | None = None) -> None:
+        n = inp.persons.height
+        hi = n if hi is None else hi
+        g = demography.grid(inp.persons, first, last)
+        self.grid = g = g if (lo, hi) == (0, n) else g.block(lo, hi)
+        if (lo, hi) == (0, n) or lo >= hi:
+            mine = pl.lit(True)
+        else:
+            codes = inp.persons["person_code"]
+            mine = pl.col("person_code").is_between(pl.lit(codes[lo]), pl.lit(codes[hi - 1]))
+        reports = inp.to_pid_now(inp.reports.filter(pl.col("period").is_between(first, last)
+                                                    & mine)
                                  .select("person_code", *labour.REPORT_COLUMNS))
         self.employment, self.employers = labour.employment(
             reports.lazy(), inp.employers, inp.nace, inp.isco, g, key="pid")
@@ -156,7 +171,7 @@ class _Year:
         self.unemployment = state.Keyed(labour.unemployment(inp.spells, first, last,
                                                             key="pid").collect(), g)
         self.benefits = state.Keyed(labour.benefits(inp.to_pid(inp.benefits.filter(
-            pl.col("period_start").dt.month_start().is_between(first, last))),
+            pl.col("period_start").dt.month_start().is_between(first, last) & mine)),
             key="pid").collect(), g)
         self.ila_flags = state.Keyed(inp.ila_flags.filter(
             pl.col("month").is_between(first, last)), g)
@@ -246,7 +261,8 @@ def _publish(parts: list[Future], tmp_dir: Path, folder: Path, secs: dict[int, f
 
 
 def build(sources: Path, out: Path, cpi_base_year: int = 2024,
-          years: list[int] | None = None, chunk_persons: int = 400_000) -> PanelResult:
+          years: list[int] | None = None, chunk_persons: int = 400_000,
+          block_persons: int | None = None) -> PanelResult:
     """Build the panel from ``sources/`` (ingest output) into ``out/year=YYYY/``.
 
     Parameters
@@ -261,7 +277,13 @@ def build(sources: Path, out: Path, cpi_base_year: int = 2024,
     years
         Build only these years (default: every year of the data period).
     chunk_persons
-        Persons per part: peak memory grows with this, not with the population.
+        Persons per part (at most; a block's last part may be smaller).
+    block_persons
+        Persons whose year of sources (monthly reports aggregated to person-months, benefit
+        payments) is held at a time; ``None``: everyone. Peak memory grows with this and
+        ``chunk_persons``; what grows with the population besides is small (per person:
+        the register entry, residence and education events). The panel's rows do not
+        depend on either setting, only its part files.
 
     A part is written (Parquet, zstd level 1) by a second thread while the next part is
     computed; a year's folder is put in place when its last part is written.
@@ -282,7 +304,6 @@ def build(sources: Path, out: Path, cpi_base_year: int = 2024,
             a, b = max(first, date(y, 1, 1)), min(last, date(y, 12, 1))
             if a > b:
                 continue
-            year = _Year(inp, a, b)
             # beside ``out``, not in it: readers glob out/**/*.parquet, hidden folders included
             tmp_dir = out.parent / f".{out.name}.year={y}.tmp"
             if tmp_dir.exists():
@@ -290,15 +311,20 @@ def build(sources: Path, out: Path, cpi_base_year: int = 2024,
             tmp_dir.mkdir(parents=True)
             rows[y] = 0
             parts = []
-            for c, lo in enumerate(range(0, max(n, 1), chunk_persons)):
-                df = slice_panel(inp, year, lo, min(lo + chunk_persons, n))
-                rows[y] += df.height
-                if pending is not None:
-                    pending.result()
-                pending = writer.submit(_write_part, df, tmp_dir / f"part-{c:03d}.parquet")
-                parts.append(pending)
-                del df
-            year = None
+            block = block_persons or max(n, 1)
+            for b_lo in range(0, max(n, 1), block):
+                b_hi = min(b_lo + block, n)
+                year = _Year(inp, a, b, b_lo, b_hi)
+                for lo in range(b_lo, max(b_hi, 1), chunk_persons):
+                    df = slice_panel(inp, year, lo, min(lo + chunk_persons, b_hi))
+                    rows[y] += df.height
+                    if pending is not None:
+                        pending.result()
+                    pending = writer.submit(_write_part, df,
+                                            tmp_dir / f"part-{len(parts):03d}.parquet")
+                    parts.append(pending)
+                    del df
+                year = None
             pending = writer.submit(_publish, parts, tmp_dir, out / f"year={y}", secs, y, t0)
             months += (b.year - a.year) * 12 + b.month - a.month + 1
         if pending is not None:

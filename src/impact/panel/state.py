@@ -36,6 +36,7 @@ Assumptions
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from datetime import date
 
@@ -106,7 +107,14 @@ class Grid:
         never in the panel, null exit: no end.
     first, last
         First days of the slice's first and last month.
+
+    A grid covers every person; :meth:`block` narrows it to a range of persons, whose rows
+    are then numbered from 0 (so that a year's data can be held for one block at a time).
     """
+
+    #: persons ``lo..hi-1`` of the grid (all persons unless made by :meth:`block`)
+    lo: int
+    hi: int
 
     def __init__(self, birth: pl.Series, exit_: pl.Series, first: date, last: date) -> None:
         self.first_date, self.last_date = first, last
@@ -122,10 +130,20 @@ class Grid:
         self.offset = np.zeros(len(count) + 1, dtype=np.int64)
         np.cumsum(count, out=self.offset[1:])
         self.months = pl.date_range(first, last, "1mo", eager=True).alias("month")
+        self.lo, self.hi = 0, len(count)
 
-    def height(self, lo: int = 0, hi: int | None = None) -> int:
-        """Rows of the persons ``lo..hi-1`` (all persons by default)."""
-        return int(self.offset[len(self.count) if hi is None else hi] - self.offset[lo])
+    def block(self, lo: int, hi: int) -> Grid:
+        """The same slice of months for the persons ``lo..hi-1`` only: rows numbered from
+        the block's first row, :meth:`rows` of other persons -1."""
+        out = copy.copy(self)
+        out.offset = self.offset - self.offset[lo]
+        out.lo, out.hi = lo, hi
+        return out
+
+    def height(self, lo: int | None = None, hi: int | None = None) -> int:
+        """Rows of the persons ``lo..hi-1`` (the grid's persons by default)."""
+        lo = self.lo if lo is None else lo
+        return int(self.offset[self.hi if hi is None else hi] - self.offset[lo])
 
     def chunk(self, lo: int, hi: int) -> Chunk:
         """The rows of the persons ``lo..hi-1``."""
@@ -136,6 +154,8 @@ class Grid:
         a row."""
         start, count = self.start[pid], self.count[pid]
         ok = (month >= start) & (month - start < count)
+        if self.lo > 0 or self.hi < len(self.count):
+            ok &= (pid >= self.lo) & (pid < self.hi)
         return np.where(ok, self.offset[pid] + (month - start), -1).astype(np.int32)
 
 
