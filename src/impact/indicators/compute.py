@@ -41,13 +41,24 @@ def _read(sources: Path, name: str) -> pl.DataFrame:
 
 def sector_wage_table(panel_dir: Path, sub: SubPanel) -> np.ndarray:
     """Mean real daily wage of everyone working in each NACE section and month (from the
-    whole panel), ``[section level of sub, month]``; NaN where nobody worked."""
-    files = sorted(Path(panel_dir).glob("year=*/*.parquet"))
-    agg = (pl.scan_parquet(files, hive_partitioning=False)
-           .filter(pl.col("daily_wage_real").is_not_null() & pl.col("nace_section").is_not_null())
-           .group_by("nace_section", "month")
-           .agg(pl.col("daily_wage_real").mean().alias("w"))
-           .collect())
+    whole panel), ``[section level of sub, month]``; NaN where nobody worked.
+
+    Read a year at a time (a month's persons are all in its year's folder), so memory is one
+    year of three columns rather than the whole panel's.
+    """
+    parts = []
+    for year in sorted(Path(panel_dir).glob("year=*")):
+        files = sorted(year.glob("*.parquet"))
+        if files:
+            parts.append(
+                pl.scan_parquet(files, hive_partitioning=False)
+                .filter(pl.col("daily_wage_real").is_not_null()
+                        & pl.col("nace_section").is_not_null())
+                .group_by("nace_section", "month")
+                .agg(pl.col("daily_wage_real").mean().alias("w"))
+                .collect())
+    agg = (pl.concat(parts) if parts else
+           pl.DataFrame(schema={"nace_section": pl.String, "month": pl.Date, "w": pl.Float64}))
     lv = sub.levels["nace_section"]
     out = np.full((len(lv), sub.n_months), np.nan)
     agg = agg.filter(pl.col("nace_section").is_in(lv))
