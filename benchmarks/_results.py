@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,3 +18,17 @@ def record_run(path: Path, record: dict[str, Any], keys: Sequence[str]) -> None:
     existing["runs"].append(record)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(existing, indent=2) + "\n")
+
+
+def fingerprint_in_child(script: str, path: Path) -> Any:
+    """Run ``script --fingerprint PATH`` in a child process and return the JSON it prints.
+
+    Benchmarks that spawn one child per variant compare the outputs in yet another child:
+    on Linux a process's peak RSS survives ``fork`` and ``exec``, so a parent that had read
+    a whole output would raise the peak recorded by every later child.
+    """
+    proc = subprocess.run([sys.executable, script, "--fingerprint", str(path)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr[-4000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -86,7 +86,8 @@ extra["failed"] = [n for n, r in res.items() if not r.ok]
 """,
     "panel": r"""
 from impact import panel
-res = panel.build(cfg.data.sources, cfg.data.panel, cpi_base_year=cfg.panel.cpi_base_year)
+res = panel.build(cfg.data.sources, cfg.data.panel, cpi_base_year=cfg.panel.cpi_base_year,
+                  block_persons=cfg.panel.block_persons)
 extra["rows"], extra["persons"] = res.rows, res.persons
 """,
     "episodes": r"""
@@ -152,16 +153,26 @@ extra["bytes"] = Path(out).stat().st_size
 }
 
 
-def _config(root: Path, persons: int, seed: int, reps: int) -> Path:
+def _config(root: Path, persons: int, seed: int, reps: int,
+            settings: dict[str, object] | None = None) -> Path:
+    """The run's config; ``settings``: more values by dotted name (``panel.block_persons``)."""
+    import yaml
+
+    doc: dict = {"data": {"root": str(root)}, "synth": {"persons": persons, "seed": seed},
+                 "ingest": {"key": {"source": "demo"}}, "estimates": {"reps": reps},
+                 # speed is measured here; whether the twins pass their gate is recorded
+                 "publish": {"require_balance": False}}
+    for name, value in (settings or {}).items():
+        section, key = name.split(".", 1)
+        doc.setdefault(section, {})[key] = value
     path = root / "national.yaml"
-    path.write_text(
-        f"data: {{root: {root}}}\n"
-        f"synth: {{persons: {persons}, seed: {seed}}}\n"
-        "ingest: {key: {source: demo}}\n"
-        f"estimates: {{reps: {reps}}}\n"
-        # speed is measured here; whether the twins pass their gate is recorded (twins stage)
-        "publish: {require_balance: false}\n", encoding="utf-8")
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return path
+
+
+def settings_label(settings: dict[str, object]) -> str:
+    """``default``, or the settings as ``name=value`` joined by commas (a results key)."""
+    return ",".join(f"{k}={v}" for k, v in sorted(settings.items())) or "default"
 
 
 def run_stage(name: str, config: Path, args: tuple[str, ...] = (),
@@ -181,10 +192,13 @@ def run_stage(name: str, config: Path, args: tuple[str, ...] = (),
 
 
 def national(root: Path, persons: int, seed: int, reps: int, landing: Path | None,
-             stages: tuple[str, ...], person_chunk: int | None = None) -> dict:
+             stages: tuple[str, ...], person_chunk: int | None = None,
+             settings: dict[str, object] | None = None) -> dict:
     root.mkdir(parents=True, exist_ok=True)
-    config = _config(root.resolve(), persons, seed, reps)
+    settings = settings or {}
+    config = _config(root.resolve(), persons, seed, reps, settings)
     record: dict = {"persons": persons, "seed": seed, "reps": reps, "root": str(root),
+                    "settings": settings, "settings_label": settings_label(settings),
                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                 "load_avg_start": os.getloadavg()},
                     "stages": {}}
@@ -246,16 +260,26 @@ def main() -> None:
     ap.add_argument("--person-chunk", type=int, default=None,
                     help="twins stage: twins.person_chunk (persons read at a time; default: "
                     "the config's, everyone at once)")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="a config value for every stage, e.g. ingest.bucket_rows=1000000 "
+                    "(repeatable; the value is read as YAML)")
     ap.add_argument("--scaling", action="store_true",
-                    help="only compute the scaling exponents over the recorded populations")
+                    help="only compute the scaling exponents over the recorded populations "
+                    "(per combination of --set values)")
     args = ap.parse_args()
     if args.scaling:
         data = json.loads(RESULTS.read_text())
-        runs = sorted((r for r in data["runs"] if set(STAGES) <= set(r["stages"])),
-                      key=lambda r: r["persons"])
-        data["scaling"] = scaling(runs)
+        full = [r for r in data["runs"] if set(STAGES) <= set(r["stages"])]
+        labels = sorted({r.get("settings_label", "default") for r in full})
+        data["scaling_by_settings"] = {}
+        for label in labels:
+            runs = sorted((r for r in full if r.get("settings_label", "default") == label),
+                          key=lambda r: r["persons"])
+            if len(runs) >= 2:
+                data["scaling_by_settings"][label] = scaling(runs)
+        data["scaling"] = data["scaling_by_settings"].get("default", data.get("scaling"))
         RESULTS.write_text(json.dumps(data, indent=2) + "\n")
-        print(json.dumps(data["scaling"], indent=2))
+        print(json.dumps(data["scaling_by_settings"], indent=2))
         return
     if args.root is None:
         ap.error("ROOT is required")
@@ -263,9 +287,17 @@ def main() -> None:
     unknown = set(stages) - set(STAGES)
     if unknown:
         ap.error(f"unknown stages {sorted(unknown)}; choose from {', '.join(STAGES)}")
+    import yaml
+
+    settings = {}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        if "." not in name or not _:
+            ap.error(f"--set {item!r}: expected SECTION.KEY=VALUE")
+        settings[name] = yaml.safe_load(value)
     rec = national(args.root, args.persons, args.seed, args.reps, args.landing, stages,
-                   args.person_chunk)
-    record_run(RESULTS, rec, keys=("persons",))
+                   args.person_chunk, settings)
+    record_run(RESULTS, rec, keys=("persons", "settings_label"))
     print(json.dumps({k: rec[k] for k in ("end_to_end_seconds", "end_to_end_process_seconds",
                                           "peak_rss_gib", "slowest_stage", "targets")}))
 
