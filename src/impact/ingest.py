@@ -229,15 +229,31 @@ def _label(path: Path, entry: FileEntry) -> str:
     return f"{path.parent.name}/{entry.path}"
 
 
-def _read(path: Path, entry: FileEntry, seq: int, contract: Contract) -> pl.DataFrame:
+def _opened(path: Path, entry: FileEntry, contract: Contract, settings: IngestSettings
+            ) -> Callable[..., TableFailure]:
+    """Checks of a delivered file before it is read: present, its SHA-256 that of the
+    manifest (with ``settings.verify_checksums``), not empty. Returns the file's failure
+    maker (table, file label; then rule, message, column, examples)."""
     label = _label(path, entry)
 
     def fail(rule: str, message: str, column: str | None = None,
              examples: tuple[str, ...] = ()) -> TableFailure:
         return TableFailure(contract.table, label, column, rule, message, examples)
 
+    if not path.exists():
+        raise fail("present", "file listed in the manifest is missing")
+    if settings.verify_checksums and sha256_file(path) != entry.sha256:
+        raise fail("manifest", "SHA-256 differs from the manifest (changed or truncated)")
     if path.stat().st_size == 0:
         raise fail("empty", "the file is empty (0 bytes): not even a header line")
+    return fail
+
+
+def _read(path: Path, entry: FileEntry, seq: int, contract: Contract,
+          fail: Callable[..., TableFailure]) -> pl.DataFrame:
+    """The whole file (CSV: every column as text) with row number, file label, delivery
+    sequence and the field-count flag; ``fail`` from :func:`_opened`."""
+    label = _label(path, entry)
     if entry.format == "csv":
         df = _read_csv(path, contract, fail)
     else:
@@ -773,20 +789,21 @@ def _load(contract: Contract, group: list[tuple[Path, FileEntry, int]],
     frames = []
     for path, entry, seq in group:
         label = _label(path, entry)
-        if not path.exists():
-            raise TableFailure(contract.table, label, None, "present",
-                               "file listed in the manifest is missing")
-        if settings.verify_checksums and sha256_file(path) != entry.sha256:
-            raise TableFailure(contract.table, label, None, "manifest",
-                               "SHA-256 differs from the manifest (changed or truncated)")
-        df = _read(path, entry, seq, contract)
+        df = _read(path, entry, seq, contract, _opened(path, entry, contract, settings))
         if df.height != entry.rows:
             raise TableFailure(contract.table, label, None, "manifest",
                                f"{df.height} rows read, manifest says {entry.rows}")
         extra |= set(_structure(df, contract, label))
-        df = df.select(*contract.names, *META, _FIELDS_BAD)
-        frames.append(df.with_columns(pl.col(c).cast(pl.Utf8) for c in contract.names
-                                      if df.schema[c] == pl.Null))
+        frames.append(df)
+    return _stacked(frames, contract)
+
+
+def _stacked(frames: list[pl.DataFrame], contract: Contract) -> pl.DataFrame:
+    """The files' rows one after another: contract columns (an all-null column as text),
+    ``META`` and the field-count flag."""
+    frames = [df.select(*contract.names, *META, _FIELDS_BAD) for df in frames]
+    frames = [df.with_columns(pl.col(c).cast(pl.Utf8) for c in contract.names
+                              if df.schema[c] == pl.Null) for df in frames]
     return pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
 
 
@@ -848,17 +865,7 @@ def _spill(path: Path, entry: FileEntry, seq: int, contract: Contract, column: s
     after a killed run, by :func:`_remove_leftovers`).
     """
     label = _label(path, entry)
-
-    def fail(rule: str, message: str, col: str | None = None,
-             examples: tuple[str, ...] = ()) -> TableFailure:
-        return TableFailure(contract.table, label, col, rule, message, examples)
-
-    if not path.exists():
-        raise fail("present", "file listed in the manifest is missing")
-    if settings.verify_checksums and sha256_file(path) != entry.sha256:
-        raise fail("manifest", "SHA-256 differs from the manifest (changed or truncated)")
-    if path.stat().st_size == 0:
-        raise fail("empty", "the file is empty (0 bytes): not even a header line")
+    fail = _opened(path, entry, contract, settings)
     csv_file = entry.format == "csv"
     try:
         if csv_file:
@@ -904,13 +911,10 @@ def _load_bucket(spills: list[_Spill], bucket: int, contract: Contract) -> pl.Da
             df = df.sort(ROW)
         bad = (pl.col(ROW).is_in(sp.fields_bad.implode()) if sp.fields_bad is not None
                else pl.lit(False))
-        df = df.with_columns(pl.col(ROW).cast(pl.Int64), pl.lit(sp.label).alias(FILE),
-                             pl.lit(sp.seq, dtype=pl.Int32).alias(DELIVERY),
-                             bad.alias(_FIELDS_BAD))
-        df = df.select(*contract.names, *META, _FIELDS_BAD)
-        frames.append(df.with_columns(pl.col(c).cast(pl.Utf8) for c in contract.names
-                                      if df.schema[c] == pl.Null))
-    return pl.concat(frames, how="vertical_relaxed") if len(frames) > 1 else frames[0]
+        frames.append(df.with_columns(pl.col(ROW).cast(pl.Int64), pl.lit(sp.label).alias(FILE),
+                                      pl.lit(sp.seq, dtype=pl.Int32).alias(DELIVERY),
+                                      bad.alias(_FIELDS_BAD)))
+    return _stacked(frames, contract)
 
 
 def _merge_facts(into: dict[str, Any], part: dict[str, Any]) -> None:
