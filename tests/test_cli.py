@@ -23,6 +23,7 @@ SYNTH_OPTIONS = [
     "--end",
     "--format",
     "--inject-errors",
+    "--hidden-confounding",
 ]
 
 
@@ -282,6 +283,7 @@ def test_demo_config_matches_cli_defaults():
         cli.DEFAULT_DEMO_OUT,
     )
     assert s.inject_errors is False
+    assert s.hidden_confounding == 1.0  # `impact demo` generates with the CLI default
     assert isinstance(demo.ingest.key, DemoKey)  # the public key: synthetic data only
     assert "NOT SECRET" in (REPO / "configs" / "demo.yaml").read_text(encoding="utf-8")
 

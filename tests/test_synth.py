@@ -272,3 +272,69 @@ def test_trajectory_matching_removes_most_of_the_naive_bias(delivery) -> None:
     assert r.true_att > 0
     assert r.naive_bias > 0.5 * r.true_att, r
     assert abs(r.residual_bias) < 0.75 * r.naive_bias, r
+
+
+def _motivation_slope(root: Path) -> tuple[float, float]:
+    """Slope (and its SE) of non-participants' log-earnings growth from the window's first
+    12 months to its last 12 on latent motivation, with education groups as controls, among
+    persons with earnings in all 24 of those months."""
+    from impact.synth.checks import _earnings_matrix
+
+    landing = next((root / "landing").iterdir())
+    latent = pl.read_parquet(root / "truth" / "latent.parquet").filter(~pl.col("participant"))
+    edu = (_table(landing, "viis_education").sort("award_date")
+           .group_by("person_code").agg(pl.col("isced_level").last()))
+    latent = latent.join(edu, on="person_code", how="left").with_columns(
+        pl.col("isced_level").fill_null(2))
+    mat, months = _earnings_matrix(landing, latent["person_code"])
+    first, last = mat[:, :12], mat[:, -12:]  # the window's first and last 12 months
+    keep = (first > 300).all(axis=1) & (last > 300).all(axis=1)
+    y = np.log(last[keep]).mean(axis=1) - np.log(first[keep]).mean(axis=1)
+    level = latent["isced_level"].to_numpy()[keep]
+    x = np.column_stack([latent["motivation"].to_numpy()[keep], np.ones(keep.sum()),
+                         level >= 5, level < 3]).astype(float)
+    beta, *_ = np.linalg.lstsq(x, y, rcond=None)
+    resid = y - x @ beta
+    cov = np.linalg.inv(x.T @ x) * resid.var() * len(y) / (len(y) - x.shape[1])
+    return float(beta[0]), float(np.sqrt(cov[0, 0]))
+
+
+def test_hidden_confounding_scales_what_motivation_does_to_outcomes(tmp_path: Path) -> None:
+    """``hidden_confounding=0``: same persons and motivation, but motivation no longer moves
+    wages (no drift, no permanent-wage loading, no job-flow effect); the default keeps the
+    drift of ``MOTIVATION_WAGE_DRIFT`` per month and SD."""
+    runs = {}
+    for c in (1.0, 0.0):
+        out = tmp_path / f"c{c:g}"
+        generate(SynthConfig(persons=30_000, seed=5, fmt="parquet", hidden_confounding=c), out)
+        runs[c] = out
+        m = DeliveryManifest.read(next((out / "landing").iterdir()))
+        assert m.generator["hidden_confounding"] == c
+    lat = {c: pl.read_parquet(r / "truth" / "latent.parquet") for c, r in runs.items()}
+    assert lat[1.0]["person_code"].equals(lat[0.0]["person_code"])
+    mot = lat[1.0]["motivation"].to_numpy()
+    np.testing.assert_array_equal(mot, lat[0.0]["motivation"].to_numpy())
+    np.testing.assert_allclose(
+        lat[1.0]["person_effect"].to_numpy() - lat[0.0]["person_effect"].to_numpy(),
+        0.03 * mot, atol=1e-12)
+    slope1, se1 = _motivation_slope(runs[1.0])
+    slope0, se0 = _motivation_slope(runs[0.0])
+    drift = P.MOTIVATION_WAGE_DRIFT * 102  # 102 months between the two 12-month windows
+    assert slope1 > 0.5 * drift and slope1 > 3 * se1, (slope1, se1, drift)
+    assert abs(slope0) < 3 * se0, (slope0, se0)
+
+
+def test_hidden_confounding_is_in_the_config_and_the_cli(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from impact.cli import impact
+    from impact.config import SynthSection
+
+    assert SynthSection(hidden_confounding=0.5).synth_config().hidden_confounding == 0.5
+    with pytest.raises(ValueError, match="hidden_confounding"):
+        SynthSection(hidden_confounding=-1)
+    r = CliRunner().invoke(impact, ["synth", "--persons", "600", "--out", str(tmp_path),
+                                    "--hidden-confounding", "0", "--format", "parquet"])
+    assert r.exit_code == 0, r.output
+    m = DeliveryManifest.read(next((tmp_path / "landing").iterdir()))
+    assert m.generator["hidden_confounding"] == 0.0

@@ -152,6 +152,14 @@ def _synth_options(*, out_default: str | None) -> Any:
     default=False,
     help="Add invalid rows of known kinds (counted in the manifest) for validation tests.",
 )
+@click.option(
+    "--hidden-confounding",
+    type=click.FloatRange(0.0, 3.0),
+    default=1.0,
+    show_default=True,
+    help="Scale of latent motivation's effect on outcomes (0: selection on observables only, "
+         "the matched DiD's assumption holds; 1: the realistic default).",
+)
 def synth(
     persons: int,
     seed: int,
@@ -160,6 +168,7 @@ def synth(
     end: str,
     fmt: str,
     inject_errors: bool,
+    hidden_confounding: float,
 ) -> None:
     """Generate a synthetic Latvian population and its register extracts.
 
@@ -180,6 +189,7 @@ def synth(
         end=end,
         fmt=fmt.lower(),
         inject_errors=inject_errors,
+        hidden_confounding=hidden_confounding,
     )
 
 
@@ -599,6 +609,7 @@ def _run_synth(
     end: str,
     fmt: str,
     inject_errors: bool,
+    hidden_confounding: float = 1.0,
 ) -> None:
     if start > end:  # YYYY-MM strings order like the months they name
         raise click.BadParameter(f"--start {start} is after --end {end}.", param_hint="--start")
@@ -615,6 +626,7 @@ def _run_synth(
             end=end,
             fmt=fmt,
             inject_errors=inject_errors,
+            hidden_confounding=hidden_confounding,
         )
     except ValueError as exc:  # includes pydantic.ValidationError
         raise click.UsageError(f"invalid synthetic settings: {_error_text(exc)}") from exc

@@ -170,6 +170,7 @@ class SynthSection(_Section):
     end: str = "2028-06"
     format: Literal["csv", "parquet"] = "csv"
     inject_errors: bool = False
+    hidden_confounding: float = 1.0
 
     @model_validator(mode="after")
     def _valid_for_the_generator(self) -> SynthSection:
@@ -196,6 +197,7 @@ class SynthSection(_Section):
             end=self.end,
             fmt=self.format,
             inject_errors=self.inject_errors,
+            hidden_confounding=self.hidden_confounding,
         )
 
 

@@ -51,7 +51,7 @@ class DeliveryManifest(BaseModel):
     period_end: str = Field(pattern=r"^\d{4}-\d{2}$")
     files: list[FileEntry]
     injected_errors: dict[str, int] = Field(default_factory=dict)
-    generator: dict[str, str | int | bool] = Field(default_factory=dict)
+    generator: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
     def rows_by_table(self) -> dict[str, int]:
         """Total rows per logical table."""

@@ -142,7 +142,8 @@ def generate(config: SynthConfig, out: Path) -> SynthResult:
         files=entries,
         injected_errors=injected.counts(),
         generator={"version": __version__, "persons": config.persons, "seed": config.seed,
-                   "inject_errors": config.inject_errors},
+                   "inject_errors": config.inject_errors,
+                   "hidden_confounding": config.hidden_confounding},
     )
     manifest_path = manifest.write(landing)
 

@@ -58,6 +58,20 @@ class SynthConfig(BaseModel):
     inject_errors
         Add invalid rows of known kinds (counted in the manifest and listed in
         ``truth/injected_errors``) for the contract tests of the ingest layer.
+    hidden_confounding
+        Scale of latent motivation's effect on labour-market outcomes: the
+        permanent wage, employment at the first month, job finding and loss,
+        and the wage drift. Motivation drives participation (accounts, grants,
+        starts, prior learning) whatever this is. ``1`` (the default) is the
+        realistic scenario: motivated people do better whether or not they
+        train, and only part of that shows in the registers, so a comparison on
+        observables stays biased. ``0`` removes motivation from every outcome:
+        selection is then on observables and on time-invariant differences
+        only, the assumptions under which matched DiD is unbiased. Values in
+        between (or above 1) scale the bias for sensitivity studies. The persons
+        drawn (birth, sex, education, motivation) do not depend on it; their
+        jobs and participation do, because participation depends on
+        employment history.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -68,6 +82,7 @@ class SynthConfig(BaseModel):
     end: str = "2028-06"
     fmt: Literal["csv", "parquet"] = "csv"
     inject_errors: bool = False
+    hidden_confounding: float = Field(1.0, ge=0.0, le=3.0)
 
     @field_validator("start", "end")
     @classmethod

@@ -121,7 +121,8 @@ def _draw_field(group: np.ndarray, female: np.ndarray, rng: np.random.Generator)
     return out
 
 
-def draw_population(n: int, start: date, n_months: int, rng: np.random.Generator) -> Population:
+def draw_population(n: int, start: date, n_months: int, rng: np.random.Generator,
+                    confounding: float = 1.0) -> Population:
     """Draw the population and its fixed histories.
 
     Parameters
@@ -134,6 +135,10 @@ def draw_population(n: int, start: date, n_months: int, rng: np.random.Generator
         Length of the window in months.
     rng
         Source of randomness (the caller spawns one per component).
+    confounding
+        Weight of latent motivation in the permanent wage effect
+        (:attr:`impact.synth.config.SynthConfig.hidden_confounding`). It does
+        not change which numbers are drawn.
     """
     start64 = np.datetime64(start, "D")
     birth = _birth_dates(n, start, rng)
@@ -187,7 +192,8 @@ def draw_population(n: int, start: date, n_months: int, rng: np.random.Generator
     motivation = rng.standard_normal(n) + np.select([g == 2, g == 0], [0.35, -0.25], 0.0)
     edu_premium = np.select([final_level >= 7, g == 2, g == 0], [0.32, 0.22, -0.14], 0.0)
     person_effect = (
-        rng.normal(0.0, P.PERSON_EFFECT_SD, n) + edu_premium - 0.12 * female + 0.03 * motivation
+        rng.normal(0.0, P.PERSON_EFFECT_SD, n) + edu_premium - 0.12 * female
+        + 0.03 * confounding * motivation
     )
 
     # --- residence ----------------------------------------------------------

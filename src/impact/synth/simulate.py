@@ -144,13 +144,20 @@ def _shocks(cfg: SynthConfig, sections: list[str]) -> tuple[np.ndarray, np.ndarr
 
 
 def _covariates(pop: Population, t: int, age0: np.ndarray, region_of_mun: np.ndarray,
-                region_codes: np.ndarray, field_idx: np.ndarray) -> Covariates:
+                region_codes: np.ndarray, field_idx: np.ndarray,
+                confounding: float) -> Covariates:
+    """Covariates of every person at month ``t``.
+
+    ``motivation`` here is what the labour-market engine sees: latent motivation
+    times ``confounding`` (``SynthConfig.hidden_confounding``). Participation reads
+    ``pop.motivation`` itself.
+    """
     mun = pop.municipality_at(t)
     reg = region_of_mun[mun]
     return Covariates(
         present=pop.present_at(t), age=age0 + t / 12.0, female=pop.female,
         level=pop.isced_at(t), field_idx=field_idx, region=reg, region_code=region_codes[reg],
-        motivation=pop.motivation, person_effect=pop.person_effect,
+        motivation=pop.motivation * confounding, person_effect=pop.person_effect,
     )
 
 
@@ -194,7 +201,7 @@ def run(cfg: SynthConfig, sink: ReportSink) -> Simulation:
     n, M = cfg.persons, cfg.n_months
     start = cfg.start_date
     m0 = month64(start)
-    pop = draw_population(n, start, M, rng_pop)
+    pop = draw_population(n, start, M, rng_pop, cfg.hidden_confounding)
     sections = reference.nace_sections()
     munis = reference.municipalities()
     occs = build_occupations(sections)
@@ -210,7 +217,8 @@ def run(cfg: SynthConfig, sink: ReportSink) -> Simulation:
     field_idx = np.array([FIELDS.index(f) for f in pop.field])
     age0 = (np.datetime64(start, "D") - pop.birth).astype(np.int64) / 365.25
 
-    cov0 = _covariates(pop, 0, age0, region_of_mun, region_codes, field_idx)
+    cov0 = _covariates(pop, 0, age0, region_of_mun, region_codes, field_idx,
+                      cfg.hidden_confounding)
     st = initial_state(cov0, occs, emps, rng_init)
     shadow = LabourState.empty()
     shadow_idx = np.zeros(0, dtype=np.int64)
@@ -244,7 +252,8 @@ def run(cfg: SynthConfig, sink: ReportSink) -> Simulation:
     grant_wave: list[np.ndarray] = []
     app_counter = 0
 
-    cov_w = _covariates(pop, max(t_first, 0), age0, region_of_mun, region_codes, field_idx)
+    cov_w = _covariates(pop, max(t_first, 0), age0, region_of_mun, region_codes, field_idx,
+                      cfg.hidden_confounding)
     g_w = edu_group(pop.isced_at(max(t_first, 0)))
     a_w = cov_w.age
     A = P.ACCOUNT_INDEX
@@ -264,7 +273,8 @@ def run(cfg: SynthConfig, sink: ReportSink) -> Simulation:
     for t in range(M):
         u = {k: rng_loop.random(n) for k in DRAWS}
         z = {k: rng_loop.standard_normal(n) for k in NORMALS}
-        cov = _covariates(pop, t, age0, region_of_mun, region_codes, field_idx)
+        cov = _covariates(pop, t, age0, region_of_mun, region_codes, field_idx,
+                      cfg.hidden_confounding)
         new_treated = np.zeros(0, dtype=np.int64)
 
         if t_first <= t <= t_last_start + 1 and t in intensity:
