@@ -134,6 +134,68 @@ def latent_balance(root: Path, pairs: pl.DataFrame) -> dict[str, Any]:
     return out
 
 
+def bias_anatomy(
+    root: Path, res: EventStudyResults, traj: Trajectories, paths: pl.DataFrame, e: int
+) -> dict[str, Any]:
+    """Where the bias of the earnings estimate at ``e`` months after leaving comes from.
+
+    A treated person's own estimate is ``tau_i = (Y_i(e) - pre_i) - (twins' change)`` and the
+    truth is ``Y1_i(e) - Y0_i(e)``, so ``tau_i - truth_i = (Y0_i(e) - pre_i) - (twins'
+    change)``: how much more the person would have gained without training than its twins
+    did. Its mean is the estimate's bias. Reported overall, by the treated person's latent
+    motivation (thirds of the matched treated), by whether the person was employed in the
+    month before the start, and as the slope of ``tau_i - truth_i`` on motivation (OLS, with
+    a heteroskedasticity-robust SE).
+    """
+    i = res._col(e)
+    lat = pl.read_parquet(root / "truth" / "latent.parquet")
+    lat = lat.with_columns(
+        pseudonymise(lat["person_code"], PseudonymKey.demo(), "person").alias("pseudonym")
+    ).select("pseudonym", "motivation")
+    start = traj.grids["start"]
+    employed = start.treated["employed"][:, start.column(-1)].astype(np.float64)
+    units = pl.DataFrame({
+        "pseudonym": traj.treated_code,
+        "tau": res.unit_effect[:, i],
+        "employed_before": employed,
+    })
+    t = paths.filter(pl.col("event_end") == e).select(
+        "pseudonym",
+        (pl.col("earnings_real_1").fill_nan(None) - pl.col("earnings_real_0").fill_nan(None))
+        .alias("truth"),
+    )
+    u = (units.join(t, on="pseudonym", how="left", maintain_order="left")
+         .join(lat, on="pseudonym", how="left", maintain_order="left")
+         .filter(pl.col("tau").is_finite() & pl.col("truth").is_not_null())
+         .with_columns((pl.col("tau") - pl.col("truth")).alias("gap")))
+    gap = u["gap"].to_numpy()
+    mot = u["motivation"].to_numpy()
+    cuts = np.quantile(mot, [1 / 3, 2 / 3])
+    third = np.digitize(mot, cuts)
+
+    def cell(mask: np.ndarray) -> dict[str, Any]:
+        g = gap[mask]
+        return {"n": int(mask.sum()), "bias": float(g.mean()) if g.size else None,
+                "se": float(g.std(ddof=1) / np.sqrt(g.size)) if g.size > 1 else None,
+                "motivation": float(mot[mask].mean()) if g.size else None}
+
+    x = np.column_stack([np.ones_like(mot), mot - mot.mean()])
+    beta = np.linalg.lstsq(x, gap, rcond=None)[0]
+    resid = gap - x @ beta
+    bread = np.linalg.inv(x.T @ x)
+    hc1 = bread @ (x.T * resid**2) @ x @ bread * len(gap) / (len(gap) - 2)
+    emp = u["employed_before"].to_numpy()
+    return {
+        "event_time": e,
+        "all": cell(np.ones(gap.size, dtype=bool)),
+        "motivation_thirds": [cell(third == k) for k in range(3)],
+        "employed_before_start": cell(emp == 1),
+        "not_employed_before_start": cell(emp == 0),
+        "slope_per_unit_motivation": float(beta[1]),
+        "slope_se": float(np.sqrt(hc1[1, 1])),
+    }
+
+
 def population_truth(root: Path, clock: str, e: int, outcome: str) -> float | None:
     stem = TRUTH_NAME[outcome]
     if clock == "end" and e in HORIZONS:
@@ -213,6 +275,8 @@ def main() -> None:
                     choices=["not_yet_treated", "never_treated", "account_holders", "coworkers"])
     ap.add_argument("--exact-add", action="append", default=[], metavar="FEATURE",
                     help="add a feature to the exact strata (e.g. ila_account_l1)")
+    ap.add_argument("--feature-add", action="append", default=[], metavar="FEATURE",
+                    help="add a feature to the score model and balance (e.g. registered_l1)")
     args = ap.parse_args()
     root = args.root.resolve()
     timings: dict[str, float] = {}
@@ -222,8 +286,9 @@ def main() -> None:
     timings["load_arrays"] = time.perf_counter() - t0
 
     settings = TwinSettings(pool=args.pool)
-    if args.exact_add:
-        settings = TwinSettings(pool=args.pool, exact=(*settings.exact, *args.exact_add))
+    if args.exact_add or args.feature_add:
+        settings = TwinSettings(pool=args.pool, exact=(*settings.exact, *args.exact_add),
+                                features=(*settings.features, *args.feature_add))
     twins_info: dict[str, Any] = {}
     t0 = time.perf_counter()
     if args.pairs is not None:
@@ -262,9 +327,12 @@ def main() -> None:
 
     paths = truth_paths(root)
     latent = latent_balance(root, pairs)
+    generator = json.loads(next((root / "landing").iterdir()).joinpath("manifest.json")
+                           .read_text()).get("generator", {})
     out: dict[str, Any] = {
         "root": str(root),
         "persons": arrays.n_persons,
+        "hidden_confounding": generator.get("hidden_confounding", 1.0),
         "months": [str(arrays.months[0]), str(arrays.months[-1])],
         "settings": {
             "twins": {k: str(v) for k, v in settings.__dict__.items()},
@@ -309,6 +377,9 @@ def main() -> None:
             )
             r["se_treated_clusters"] = float(tc.bse_analytic[res._col(e)])
             rows[str(e)] = r
+        if clock == "end":
+            out["bias_anatomy"] = {str(e): bias_anatomy(root, res, traj, paths, e)
+                                   for e in events if str(e) in rows}
         pre = res.table().filter(pl.col("period") == "pre")
         pooled = POOLED[clock]
         headline[clock] = {
@@ -354,6 +425,8 @@ def main() -> None:
     key = str(root) if args.pool == "not_yet_treated" else f"{root}|pool={args.pool}"
     if args.exact_add:
         key += "|exact+=" + ",".join(args.exact_add)
+    if args.feature_add:
+        key += "|features+=" + ",".join(args.feature_add)
     out["pool"] = args.pool
     data.setdefault("runs", {})[key] = out
     args.out.write_text(json.dumps(data, indent=2, default=float) + "\n")
@@ -369,6 +442,19 @@ def main() -> None:
     m = latent["motivation"]
     print(f"latent motivation: treated {m['treated']:.2f}, twins {m['twins']:.2f}, "
           f"non-participants {m['non_participants']:.2f} ({m['gap_closed']:.0%} of the gap closed)")
+    print(f"bias anatomy (estimate minus truth per treated person, hidden_confounding "
+          f"{out['hidden_confounding']}):")
+    def num(x: float | None, fmt: str = ".1f") -> str:
+        return "-" if x is None else format(x, fmt)
+
+    for h, a in out.get("bias_anatomy", {}).items():
+        thirds = ", ".join(f"{num(c['bias'])} (mot {num(c['motivation'], '.2f')})"
+                           for c in a["motivation_thirds"])
+        emp, not_emp = a["employed_before_start"], a["not_employed_before_start"]
+        print(f"{h:>3} all {num(a['all']['bias'])} +- {num(a['all']['se'])}; motivation "
+              f"thirds {thirds}; slope {num(a['slope_per_unit_motivation'])} +- "
+              f"{num(a['slope_se'])}; employed before {num(emp['bias'])} (n {emp['n']}), "
+              f"not {num(not_emp['bias'])} (n {not_emp['n']})")
     print("timings", out["timings_seconds"])
 
 

@@ -21,6 +21,15 @@ Features (the ILA report's section 9.3 list and more)
     Days worked in the last 12, 24 and 36 months.
 ``unemp_months_36``, ``ub_days_36``, ``sick_days_36``, ``sick_days_12``
     Months registered unemployed, unemployment-benefit days and sickness-benefit days.
+``registered_l1``, ``unemp_months_12``, ``ub_days_12``
+    Registered unemployed at the NVA in month ``m-1``; months registered and
+    unemployment-benefit days in the last 12 months. They describe the current
+    unemployment spell (how recent, how long), which the 36-month totals blur and which
+    predicts both a start (a job loss prompts learning) and the months after it. Without
+    them, on 1.2 M synthetic persons whose selection is ignorable given the registers
+    (``hidden_confounding: 0``), the twins' NVA registration and benefit days fell less
+    than the participants' counterfactual did: the estimated effects on them were 2-7 SE
+    too negative; with them, within 1.1 SE of the truth.
 ``employed_l1``, ``daily_wage_l1``
     Employed in month ``m-1``; real daily wage then (0 if not employed).
 ``nace_section``, ``isco_major``, ``skill_level``, ``sector``, ``size_class``
@@ -93,6 +102,9 @@ NUMERIC_FEATURES = (
     "days_36",
     "unemp_months_36",
     "ub_days_36",
+    "registered_l1",
+    "unemp_months_12",
+    "ub_days_12",
     "sick_days_36",
     "sick_days_12",
     "employed_l1",
@@ -557,8 +569,10 @@ def features_at(arrays: PanelArrays, m: int, pids: np.ndarray) -> pl.DataFrame:
     out["days_12"] = window("days_worked", 12, 0)
     out["days_24"] = out["days_12"] + window("days_worked", 24, 12)
     out["days_36"] = out["days_24"] + window("days_worked", 36, 24)
-    out["unemp_months_36"] = window("registered_unemployed", 36, 0)
-    out["ub_days_36"] = window("ub_days", 36, 0)
+    unemp_12 = window("registered_unemployed", 12, 0)
+    ub_12 = window("ub_days", 12, 0)
+    out["unemp_months_36"] = unemp_12 + window("registered_unemployed", 36, 12)
+    out["ub_days_36"] = ub_12 + window("ub_days", 36, 12)
     sick_12 = window("sick_benefit_days", 12, 0)
     out["sick_days_36"] = sick_12 + window("sick_benefit_days", 36, 12)
     out["sick_days_12"] = sick_12
@@ -571,6 +585,9 @@ def features_at(arrays: PanelArrays, m: int, pids: np.ndarray) -> pl.DataFrame:
     out["urbanisation"] = s["urbanisation"][pids, l1].astype(np.int16)
     out["prior_learning"] = (s["prior_learning_courses"][pids, l1] > 0).astype(np.int8)
     out["ila_account_l1"] = (s["ila_account"][pids, l1] > 0).astype(np.int8)
+    out["registered_l1"] = (s["registered_unemployed"][pids, l1] > 0).astype(np.int8)
+    out["unemp_months_12"] = unemp_12
+    out["ub_days_12"] = ub_12
     frame = pl.DataFrame(out)
     cats = _categoricals(arrays, m, pids, (*CATEGORICAL_FEATURES, *COARSE_FEATURES))
     return frame.with_columns(v.alias(k) for k, v in cats.items())
