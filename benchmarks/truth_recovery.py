@@ -46,6 +46,7 @@ import polars as pl
 from scipy.stats import norm
 
 from impact.estimate.matched_did import EventStudyResults, matched_event_study
+from impact.manifest import DeliveryManifest
 from impact.outcomes import Trajectories, build_trajectories, load_sector_rel_wage
 from impact.pseudonym import PseudonymKey, pseudonymise
 from impact.twins.features import PanelArrays
@@ -97,7 +98,15 @@ def sample_truth(
     return agg
 
 
-def latent_balance(root: Path, pairs: pl.DataFrame) -> dict[str, Any]:
+def latent_traits(root: Path) -> pl.DataFrame:
+    """``truth/latent.parquet`` keyed by the panel's pseudonym instead of the personal code."""
+    lat = pl.read_parquet(root / "truth" / "latent.parquet")
+    return lat.with_columns(
+        pseudonymise(lat["person_code"], PseudonymKey.demo(), "person").alias("pseudonym")
+    ).drop("person_code")
+
+
+def latent_balance(lat: pl.DataFrame, pairs: pl.DataFrame) -> dict[str, Any]:
     """The generator's latent traits of the matched treated, their twins and everyone else.
 
     ``truth/latent.parquet`` holds every person's latent motivation (standard normal before
@@ -105,12 +114,9 @@ def latent_balance(root: Path, pairs: pl.DataFrame) -> dict[str, Any]:
     observables balances them only as far as the registers reveal them; what is left is the
     selection on unobservables behind the estimate's bias. Twins are weighted as in the
     estimate (pair weights normalised within each treated person); ``gap_closed`` is the
-    share of the treated-vs-non-participants gap that the twins close.
+    share of the treated-vs-non-participants gap that the twins close. ``lat``:
+    :func:`latent_traits`.
     """
-    lat = pl.read_parquet(root / "truth" / "latent.parquet")
-    lat = lat.with_columns(
-        pseudonymise(lat["person_code"], PseudonymKey.demo(), "person").alias("pseudonym")
-    ).drop("person_code")
     w = pairs.select(
         "treated_code",
         pl.col("twin_code").alias("pseudonym"),
@@ -135,7 +141,7 @@ def latent_balance(root: Path, pairs: pl.DataFrame) -> dict[str, Any]:
 
 
 def bias_anatomy(
-    root: Path, res: EventStudyResults, traj: Trajectories, paths: pl.DataFrame, e: int
+    lat: pl.DataFrame, res: EventStudyResults, traj: Trajectories, paths: pl.DataFrame, e: int
 ) -> dict[str, Any]:
     """Where the bias of the earnings estimate at ``e`` months after leaving comes from.
 
@@ -145,13 +151,10 @@ def bias_anatomy(
     did. Its mean is the estimate's bias. Reported overall, by the treated person's latent
     motivation (thirds of the matched treated), by whether the person was employed in the
     month before the start, and as the slope of ``tau_i - truth_i`` on motivation (OLS, with
-    a heteroskedasticity-robust SE).
+    a heteroskedasticity-robust SE). ``lat``: :func:`latent_traits`.
     """
     i = res._col(e)
-    lat = pl.read_parquet(root / "truth" / "latent.parquet")
-    lat = lat.with_columns(
-        pseudonymise(lat["person_code"], PseudonymKey.demo(), "person").alias("pseudonym")
-    ).select("pseudonym", "motivation")
+    lat = lat.select("pseudonym", "motivation")
     start = traj.grids["start"]
     employed = start.treated["employed"][:, start.column(-1)].astype(np.float64)
     units = pl.DataFrame({
@@ -326,9 +329,9 @@ def main() -> None:
     )
 
     paths = truth_paths(root)
-    latent = latent_balance(root, pairs)
-    generator = json.loads(next((root / "landing").iterdir()).joinpath("manifest.json")
-                           .read_text()).get("generator", {})
+    traits = latent_traits(root)
+    latent = latent_balance(traits, pairs)
+    generator = DeliveryManifest.read(next((root / "landing").iterdir())).generator
     out: dict[str, Any] = {
         "root": str(root),
         "persons": arrays.n_persons,
@@ -378,7 +381,7 @@ def main() -> None:
             r["se_treated_clusters"] = float(tc.bse_analytic[res._col(e)])
             rows[str(e)] = r
         if clock == "end":
-            out["bias_anatomy"] = {str(e): bias_anatomy(root, res, traj, paths, e)
+            out["bias_anatomy"] = {str(e): bias_anatomy(traits, res, traj, paths, e)
                                    for e in events if str(e) in rows}
         pre = res.table().filter(pl.col("period") == "pre")
         pooled = POOLED[clock]
@@ -444,6 +447,7 @@ def main() -> None:
           f"non-participants {m['non_participants']:.2f} ({m['gap_closed']:.0%} of the gap closed)")
     print(f"bias anatomy (estimate minus truth per treated person, hidden_confounding "
           f"{out['hidden_confounding']}):")
+
     def num(x: float | None, fmt: str = ".1f") -> str:
         return "-" if x is None else format(x, fmt)
 
