@@ -33,7 +33,6 @@ hidden_confounding), replaced on re-run, with every replication's numbers.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -47,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _results import error_summary, record_run
 
 RESULTS = Path(__file__).resolve().parent / "results" / "chain_replications.json"
 HORIZONS = (6, 12, 24)
@@ -101,34 +101,27 @@ def one_replication(persons: int, seed: int, confounding: float, boot_reps: int,
 
 
 def summarise(reps: list[dict[str, Any]]) -> dict[str, Any]:
-    """Bias, RMSE, coverage (with Monte Carlo SEs) and check rates per horizon."""
+    """Per horizon: :func:`_results.error_summary` of the estimates against each replication's
+    sample truth (with the project's own intervals), and the shares within 2 SE and within
+    10 % of the truth, the bias relative to the mean truth and the naive comparison's bias."""
     out: dict[str, Any] = {}
     for h in HORIZONS:
-        rows = [r[str(h)] for r in reps if np.isfinite(r[str(h)]["att"])]
-        att = np.array([r["att"] for r in rows])
-        se = np.array([r["se"] for r in rows])
-        truth = np.array([r["truth"] for r in rows])
-        err = att - truth
-        cover = np.array([r["ci_low"] <= r["truth"] <= r["ci_high"] for r in rows])
-        naive_err = np.array([r["att_naive"] for r in rows]) - truth
-        n = len(rows)
-        out[str(h)] = {
-            "n_ok": n,
-            "mean_truth": float(truth.mean()),
-            "mean_estimate": float(att.mean()),
-            "bias": float(err.mean()),
-            "bias_mcse": float(err.std(ddof=1) / np.sqrt(n)),
-            "relative_bias": float(err.mean() / truth.mean()),
-            "rmse": float(np.sqrt((err**2).mean())),
-            "sd_error": float(err.std(ddof=1)),
-            "mean_se": float(se.mean()),
-            "coverage": float(cover.mean()),
-            "coverage_mcse": float(np.sqrt(cover.mean() * (1 - cover.mean()) / n)),
-            "share_within_2se": float((np.abs(err) <= 2 * se).mean()),
-            "share_within_10pct": float((np.abs(err) <= 0.1 * np.abs(truth)).mean()),
-            "naive_bias": float(naive_err.mean()),
-            "naive_bias_mcse": float(naive_err.std(ddof=1) / np.sqrt(n)),
-        }
+        rows = [r[str(h)] for r in reps]
+        att, se, truth, lo, hi, naive = (np.array([r[k] for r in rows], dtype=float) for k in
+                                         ("att", "se", "truth", "ci_low", "ci_high",
+                                          "att_naive"))
+        s = error_summary(att, se, truth, lo, hi)
+        ok = np.isfinite(att) & np.isfinite(se)
+        err = att[ok] - truth[ok]
+        naive_err = naive[ok] - truth[ok]
+        s.update(
+            relative_bias=s["bias"] / s["truth"],
+            share_within_2se=float((np.abs(err) <= 2 * se[ok]).mean()),
+            share_within_10pct=float((np.abs(err) <= 0.1 * np.abs(truth[ok])).mean()),
+            naive_bias=float(naive_err.mean()),
+            naive_bias_mcse=float(naive_err.std(ddof=1) / np.sqrt(err.size)),
+        )
+        out[str(h)] = s
     return out
 
 
@@ -146,7 +139,6 @@ def main() -> None:
     args = ap.parse_args()
     scenarios = args.confounding or [0.0, 1.0]
 
-    data = json.loads(args.out.read_text()) if args.out.exists() else {"runs": []}
     ctx = mp.get_context("spawn")
     for c in scenarios:
         t0 = time.perf_counter()
@@ -179,18 +171,14 @@ def main() -> None:
             "summary": summary,
             "replications": reps,
         }
-        data["runs"] = [r for r in data["runs"]
-                        if (r["persons"], r["hidden_confounding"]) != (args.persons, c)]
-        data["runs"].append(record)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(data, indent=2) + "\n")
+        record_run(args.out, record, ("persons", "hidden_confounding"))
 
         print(f"\n{args.persons} persons, hidden_confounding {c:g}, {args.reps} replications, "
               f"{record['mean_treated']:.0f} treated on average, {record['wall_seconds']:.0f} s")
         print(f"{'h':>3} {'truth':>8} {'bias':>8} {'mcse':>6} {'rmse':>7} {'meanSE':>7} "
               f"{'cover':>6} {'2SE':>5} {'10%':>5} {'naive bias':>11}")
         for h, s in summary.items():
-            print(f"{h:>3} {s['mean_truth']:>8.1f} {s['bias']:>8.1f} {s['bias_mcse']:>6.1f} "
+            print(f"{h:>3} {s['truth']:>8.1f} {s['bias']:>8.1f} {s['bias_mcse']:>6.1f} "
                   f"{s['rmse']:>7.1f} {s['mean_se']:>7.1f} {s['coverage']:>6.2f} "
                   f"{s['share_within_2se']:>5.2f} {s['share_within_10pct']:>5.2f} "
                   f"{s['naive_bias']:>11.1f}")

@@ -79,6 +79,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from _results import error_summary
 
 from impact import twins_did
 from impact.estimate.staggered import att_gt
@@ -271,39 +272,6 @@ def twins_rep(args: tuple[int, int, tuple[int, ...]]) -> dict[str, Any]:
     return out
 
 
-# ---------------------------------------------------------------- summaries
-def summarise(
-    est: np.ndarray,
-    se: np.ndarray,
-    truth: np.ndarray | float,
-    lo: np.ndarray | None = None,
-    hi: np.ndarray | None = None,
-) -> dict[str, float]:
-    truth_arr = np.broadcast_to(np.asarray(truth, dtype=float), est.shape)
-    ok = np.isfinite(est) & np.isfinite(se)
-    est, se, truth_arr = est[ok], se[ok], truth_arr[ok]
-    if lo is None or hi is None:
-        lo, hi = est - 1.959963984540054 * se, est + 1.959963984540054 * se
-    else:
-        lo, hi = lo[ok], hi[ok]
-    err = est - truth_arr
-    r = est.size
-    cover = float(np.mean((lo <= truth_arr) & (truth_arr <= hi)))
-    return {
-        "n_ok": int(r),
-        "mean_estimate": float(est.mean()),
-        "truth": float(truth_arr.mean()),
-        "bias": float(err.mean()),
-        "bias_mcse": float(err.std(ddof=1) / math.sqrt(r)),
-        "rmse": float(math.sqrt(np.mean(err**2))),
-        "coverage": cover,
-        "coverage_mcse": float(math.sqrt(cover * (1 - cover) / r)),
-        "mean_se": float(se.mean()),
-        "sd_estimate": float(est.std(ddof=1)),
-        "sd_error": float(err.std(ddof=1)),
-    }
-
-
 def _run(fn: Any, tasks: list[Any], workers: int) -> list[Any]:
     if workers <= 1:
         return [fn(t) for t in tasks]
@@ -383,7 +351,7 @@ def main() -> None:
                 for key in keys:
                     est = np.array([g[key][0] for g in good], dtype=float)
                     se = np.array([g[key][1] for g in good], dtype=float)
-                    s = summarise(est, se, truth[key])
+                    s = error_summary(est, se, truth[key])
                     res[name][key] = s
                     lines.append(
                         f"{name:<22} {key:<16} {s['truth']:7.3f} {s['mean_estimate']:7.3f} "
@@ -414,8 +382,8 @@ def main() -> None:
             lo = np.array([g["ci"][0] for g in good], dtype=float)
             hi = np.array([g["ci"][1] for g in good], dtype=float)
             satt = np.array([g["satt"] for g in good], dtype=float)
-            s_s = summarise(est, se, satt, lo, hi)
-            s_p = summarise(est, se, patt, lo, hi)
+            s_s = error_summary(est, se, satt, lo, hi)
+            s_p = error_summary(est, se, patt, lo, hi)
             res[name] = {
                 "n_failed": len(errors),
                 "errors": errors[:3],
