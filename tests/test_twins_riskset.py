@@ -12,8 +12,10 @@ import pytest
 
 from impact.balance import balance_table
 from impact.twins.features import (
+    HISTORY,
     ISCED_FIELD_GROUPS,
     ISCO_GROUPS,
+    JOB_RECENCY_BANDS,
     NACE_A10,
     PanelArrays,
     features_at,
@@ -137,11 +139,48 @@ def test_account_stratum_takes_account_holders_twins_from_account_holders(arrays
         TwinsSection(exact=["ila_account"])
 
 
+def test_months_since_job_and_its_bands(arrays) -> None:
+    """``months_since_job`` counts back to the last month employed (person by person)."""
+    m = arrays.month_index(date(2025, 6, 1))
+    pids = np.arange(arrays.n_persons)
+    f = features_at(arrays, m, pids)
+    emp = arrays.series["employed"]
+    want = np.full(pids.size, HISTORY)
+    for p in pids:
+        hit = np.flatnonzero(emp[p, m - HISTORY:m][::-1] > 0)  # 0: month m-1
+        if hit.size:
+            want[p] = hit[0]
+    got = f["months_since_job"].to_numpy()
+    np.testing.assert_array_equal(got, want)
+    assert (got == 0).sum() == (f["employed_l1"] == 1).sum()
+    for label, lo, hi in JOB_RECENCY_BANDS:  # every band is used, each holds its range
+        inside = (f["job_recency"] == label).to_numpy()
+        assert inside.any(), label
+        assert ((got[inside] >= lo) & (got[inside] <= hi)).all(), label
+
+
+def test_job_recency_stratum_aligns_the_twins_last_job(arrays) -> None:
+    from impact.config import TwinsSection
+    from impact.twins.riskset import DEFAULT_EXACT
+
+    s = TwinsSection(exact=[*DEFAULT_EXACT, "job_recency"], gate_min_treated=10).settings()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = match_cohorts(arrays, s)
+    for c in res.cohorts:
+        f = c.frame.select("pid", "job_recency", "registered_l1", "employed_l1")
+        p = (c.result.pairs.join(f, left_on="treated_id", right_on="pid")
+             .join(f, left_on="control_id", right_on="pid", suffix="_twin"))
+        for key in ("job_recency", "registered_l1", "employed_l1"):
+            assert (p[key] == p[f"{key}_twin"]).all(), key
+
+
 def test_exact_strata_and_caliper_are_respected(twins) -> None:
     for c in twins.cohorts:
         f = c.frame.select("pid", *twins.settings.exact, "ps_logit")
         p = (c.result.pairs.join(f, left_on="treated_id", right_on="pid")
              .join(f, left_on="control_id", right_on="pid", suffix="_twin"))
+        assert {"employed_l1", "registered_l1"} <= set(twins.settings.exact)  # status at entry
         for key in twins.settings.exact:
             assert (p[key] == p[f"{key}_twin"]).all(), key
         gap = (p["ps_logit"] - p["ps_logit_twin"]).abs()

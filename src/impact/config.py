@@ -320,12 +320,17 @@ class TwinsSection(_Section):
         "is the month before the cohort month) whose employees are candidates; treated persons "
         "in smaller firms or without an employer stay unmatched (with the reason).")
     exact: list[str] = Field(
-        default_factory=lambda: ["sex", "age_band", "region_code", "edu_band", "employed_l1"],
-        description="Exact strata: twins share these features. Adding ila_account_l1 (held an "
-        "ILA account the month before) takes account holders' twins from account holders "
+        default_factory=lambda: ["sex", "age_band", "region_code", "edu_band", "employed_l1",
+                                 "registered_l1"],
+        description="Exact strata: twins share these features. employed_l1 and registered_l1 "
+        "nest the publication's status at entry (employed, registered unemployed, other). "
+        "Adding job_recency (months since the last job, in bands) lines up the twins' last "
+        "job, which the DiD baseline of recent job losers depends on; recommended at national "
+        "scale, where it costs few matches (README, 'Status at entry as exact strata'). Adding ila_account_l1 "
+        "(held an ILA account the month before) takes account holders' twins from account holders "
         "who had not started: at national scale it closes more of the participants' "
         "unobserved-motivation gap, at the cost of treated persons without an account-holder "
-        "twin (README, 'Selection on unobservables').")
+        "twin (README, 'The report\'s "near-participants" help').")
     distance: Literal["glm", "mahalanobis"] = "glm"
     ps_scope: Literal["pooled", "per_cohort"] = "pooled"
     caliper: float | None = Field(0.2, gt=0, description="In SD of the logit score (glm).")
@@ -354,9 +359,11 @@ class TwinsSection(_Section):
             ALL_NUMERIC_FEATURES,
             CATEGORICAL_FEATURES,
             COARSE_FEATURES,
+            OPTIONAL_CATEGORICAL_FEATURES,
         )
 
-        known = {*CATEGORICAL_FEATURES, *ALL_NUMERIC_FEATURES, *COARSE_FEATURES}
+        known = {*CATEGORICAL_FEATURES, *ALL_NUMERIC_FEATURES, *COARSE_FEATURES,
+                 *OPTIONAL_CATEGORICAL_FEATURES}
         bad = [c for c in [*self.exact, *(self.mahvars or [])] if c not in known]
         if bad:
             raise ValueError(f"exact: unknown matching features {bad}; known: "

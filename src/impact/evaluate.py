@@ -317,8 +317,9 @@ def refute_and_sensitivity(arrays: PanelArrays, traj: Any, res: Any, *,
     return out
 
 
-#: Subgroup dimensions of the estimates (treated persons' matching features at the cohort).
-SUBGROUPS = ("sex", "age_band", "edu_band", "region_code", "employed_l1")
+#: Subgroup dimensions of the estimates (treated persons' matching features at the cohort):
+#: the default exact strata, so that a subgroup's twins share its value.
+SUBGROUPS = ("sex", "age_band", "edu_band", "region_code", "employed_l1", "registered_l1")
 
 
 def subgroup_estimates(arrays: PanelArrays, traj: Any, *, outcome: str = "earnings_real",

@@ -91,7 +91,12 @@ AXIS = {"EUR/month (real)": "Effect, EUR per month (real)\nIetekme, EUR mēnesī
 EXACT = {"sex": Tr("sex", "dzimums"), "age_band": Tr("age band", "vecuma grupa"),
          "region_code": Tr("region", "reģions"),
          "edu_band": Tr("education level", "izglītības līmenis"),
-         "employed_l1": Tr("employed in the month before", "nodarbinātība iepriekšējā mēnesī")}
+         "employed_l1": Tr("employed in the month before", "nodarbinātība iepriekšējā mēnesī"),
+         "registered_l1": Tr("registered unemployed in the month before",
+                             "reģistrēts bezdarbnieks iepriekšējā mēnesī"),
+         "job_recency": Tr("months since the last job", "mēneši kopš pēdējā darba"),
+         "ila_account_l1": Tr("ILA account in the month before",
+                              "IMK konts iepriekšējā mēnesī")}
 PRE_SERIES = (("earnings_real", "Earnings, EUR (real)\nIenākumi, EUR (reāli)", 1.0),
               ("employed", "Employed, %\nNodarbināti, %", 100.0),
               ("days_worked", "Days worked\nNostrādātās dienas", 1.0))

@@ -42,6 +42,16 @@ Features (the ILA report's section 9.3 list and more)
     (:data:`OPTIONAL_NUMERIC_FEATURES`). As an exact stratum it draws the twins of account
     holders from account holders who had not (yet) started, the "near-participants" of the
     report's section 9.3.
+``months_since_job``, ``job_recency``
+    Months from the last month with a job to ``m-1`` (0: employed in ``m-1``; 36: no job in
+    the 36 months before ``m``) and its bands (:data:`JOB_RECENCY_BANDS`: employed, left
+    1-3, 4-11 or 12-35 months before, no job in 36). Optional, not in the defaults
+    (:data:`OPTIONAL_NUMERIC_FEATURES`, :data:`OPTIONAL_CATEGORICAL_FEATURES`). The DiD
+    baseline (mean of the 12 months before the start) of a person who lost a job a few
+    months before starting still holds most of a year of wages; a twin who lost it a year
+    earlier does not, and the score balances recency only on average over the
+    non-employed. ``job_recency`` as an exact stratum aligns it person by person (see
+    :mod:`impact.twins.riskset`, "Defaults and why", for what it buys and costs).
 ``nace_group``, ``isced_field_group``, ``isco_group``
     Coarse groups of ``nace_section`` (NACE A*10), ``isced_field`` (ISCED 1997 broad groups)
     and ``isco_major`` (:data:`COARSE_FEATURES`).
@@ -116,7 +126,7 @@ NUMERIC_FEATURES = (
 )
 #: Numeric features built for every person but used only when configured (``twins.exact``,
 #: ``twins.features``): see the module docstring.
-OPTIONAL_NUMERIC_FEATURES = ("ila_account_l1",)
+OPTIONAL_NUMERIC_FEATURES = ("ila_account_l1", "months_since_job")
 #: Every numeric feature :func:`features_at` builds.
 ALL_NUMERIC_FEATURES = (*NUMERIC_FEATURES, *OPTIONAL_NUMERIC_FEATURES)
 CATEGORICAL_FEATURES = (
@@ -139,6 +149,8 @@ CATEGORICAL_FEATURES = (
 #: groups 1-3 (skilled non-manual), 4-5 (low-skilled non-manual), 6-7 (skilled manual),
 #: 8-9 (low-skilled manual), 0 (armed forces). Missing stays "none"/"unknown".
 COARSE_FEATURES = ("nace_group", "isced_field_group", "isco_group")
+#: Categorical features built for every person but used only when configured.
+OPTIONAL_CATEGORICAL_FEATURES = ("job_recency",)
 NACE_A10 = {
     "A": "A",
     **dict.fromkeys("BCDE", "B-E"),
@@ -162,6 +174,14 @@ ISCO_GROUPS = {
 HISTORY = 36
 
 AGE_BANDS = ((18, 29), (30, 39), (40, 49), (50, 64))
+#: ``job_recency`` bands of ``months_since_job`` (inclusive ranges; labels sort in band order).
+JOB_RECENCY_BANDS = (
+    ("employed", 0, 0),
+    ("left 01-03", 1, 3),
+    ("left 04-11", 4, 11),
+    ("left 12-35", 12, HISTORY - 1),
+    ("no job in 36", HISTORY, HISTORY),
+)
 
 
 def _month_index(d: date, origin: date) -> int:
@@ -536,7 +556,8 @@ def features_at(arrays: PanelArrays, m: int, pids: np.ndarray) -> pl.DataFrame:
     -------
     polars.DataFrame
         ``pid`` and the columns of :data:`ALL_NUMERIC_FEATURES`,
-        :data:`CATEGORICAL_FEATURES` and :data:`COARSE_FEATURES`. Categorical columns are
+        :data:`CATEGORICAL_FEATURES`, :data:`COARSE_FEATURES` and
+        :data:`OPTIONAL_CATEGORICAL_FEATURES`. Categorical columns are
         polars ``Enum`` columns whose categories (sorted) depend only on ``arrays``
         (:func:`categorical_levels`), so frames of different cohorts concatenate.
     """
@@ -588,9 +609,25 @@ def features_at(arrays: PanelArrays, m: int, pids: np.ndarray) -> pl.DataFrame:
     out["registered_l1"] = (s["registered_unemployed"][pids, l1] > 0).astype(np.int8)
     out["unemp_months_12"] = unemp_12
     out["ub_days_12"] = ub_12
+    out["months_since_job"] = months_since_job(arrays, m, pids)
     frame = pl.DataFrame(out)
-    cats = _categoricals(arrays, m, pids, (*CATEGORICAL_FEATURES, *COARSE_FEATURES))
+    cats = _categoricals(
+        arrays, m, pids, (*CATEGORICAL_FEATURES, *COARSE_FEATURES, *OPTIONAL_CATEGORICAL_FEATURES)
+    )
     return frame.with_columns(v.alias(k) for k, v in cats.items())
+
+
+def months_since_job(arrays: PanelArrays, m: int, pids: np.ndarray) -> np.ndarray:
+    """Months between the last month with a job and ``m - 1``, over months ``m-36 .. m-1``.
+
+    0: employed in ``m-1``; ``j``: last employed in ``m-1-j``; :data:`HISTORY` (36): no
+    month employed in the 36 before ``m``. int16.
+    """
+    emp = arrays.series["employed"]
+    out = np.full(np.asarray(pids).size, HISTORY, dtype=np.int16)
+    for j in range(HISTORY - 1, -1, -1):  # the most recent month written last
+        out[emp[pids, m - 1 - j] > 0] = j
+    return out
 
 
 def _categoricals(
@@ -627,6 +664,13 @@ def categorical_codes(
         # "18-29" < ... < "50-64" < "other": band order is the sorted order
         return [*(f"{lo}-{hi}" for lo, hi in AGE_BANDS), "other"], band
 
+    def job_recency() -> tuple[list[str], np.ndarray]:
+        since = months_since_job(arrays, m, pids)
+        band = np.zeros(since.shape, dtype=np.int64)
+        for i, (_, lo, hi) in enumerate(JOB_RECENCY_BANDS):
+            band[(since >= lo) & (since <= hi)] = i
+        return [label for label, _, _ in JOB_RECENCY_BANDS], band
+
     def edu_band() -> tuple[list[str], np.ndarray]:
         level = s["isced_level"][pids, l1]
         return ["high", "low", "medium"], np.where(level >= 5, 0, np.where(level >= 3, 2, 1))
@@ -635,6 +679,7 @@ def categorical_codes(
         "sex": sex,
         "age_band": age_band,
         "edu_band": edu_band,
+        "job_recency": job_recency,
         "isced_level": lambda: _int_codes(s["isced_level"][pids, l1]),
         "isced_field": lambda: decode("isced_field"),
         "region_code": lambda: decode("region_code"),
