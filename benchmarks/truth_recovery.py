@@ -150,17 +150,20 @@ def bias_anatomy(
     change)``: how much more the person would have gained without training than its twins
     did. Its mean is the estimate's bias. Reported overall, by the treated person's latent
     motivation (thirds of the matched treated), by whether the person was employed in the
-    month before the start, and as the slope of ``tau_i - truth_i`` on motivation (OLS, with
+    month before the start, by the publication's status at entry (employed, registered
+    unemployed, other; ``impact.indicators.breakdowns``), and as the slope of ``tau_i - truth_i`` on motivation (OLS, with
     a heteroskedasticity-robust SE). ``lat``: :func:`latent_traits`.
     """
     i = res._col(e)
     lat = lat.select("pseudonym", "motivation")
     start = traj.grids["start"]
     employed = start.treated["employed"][:, start.column(-1)].astype(np.float64)
+    registered = start.treated["registered_unemployed"][:, start.column(-1)].astype(np.float64)
     units = pl.DataFrame({
         "pseudonym": traj.treated_code,
         "tau": res.unit_effect[:, i],
         "employed_before": employed,
+        "registered_before": registered,
     })
     t = paths.filter(pl.col("event_end") == e).select(
         "pseudonym",
@@ -188,12 +191,18 @@ def bias_anatomy(
     bread = np.linalg.inv(x.T @ x)
     hc1 = bread @ (x.T * resid**2) @ x @ bread * len(gap) / (len(gap) - 2)
     emp = u["employed_before"].to_numpy()
+    reg = u["registered_before"].to_numpy()
     return {
         "event_time": e,
         "all": cell(np.ones(gap.size, dtype=bool)),
         "motivation_thirds": [cell(third == k) for k in range(3)],
         "employed_before_start": cell(emp == 1),
         "not_employed_before_start": cell(emp == 0),
+        "status_at_entry": {
+            "employed": cell(emp == 1),
+            "registered unemployed": cell((emp == 0) & (reg == 1)),
+            "other": cell((emp == 0) & (reg == 0)),
+        },
         "slope_per_unit_motivation": float(beta[1]),
         "slope_se": float(np.sqrt(hc1[1, 1])),
     }
@@ -276,6 +285,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--pool", default="not_yet_treated",
                     choices=["not_yet_treated", "never_treated", "account_holders", "coworkers"])
+    ap.add_argument("--exact", default=None, metavar="F1,F2,...",
+                    help="replace the default exact strata (e.g. the defaults before "
+                    "registered_l1: sex,age_band,region_code,edu_band,employed_l1)")
     ap.add_argument("--exact-add", action="append", default=[], metavar="FEATURE",
                     help="add a feature to the exact strata (e.g. ila_account_l1)")
     ap.add_argument("--feature-add", action="append", default=[], metavar="FEATURE",
@@ -289,6 +301,8 @@ def main() -> None:
     timings["load_arrays"] = time.perf_counter() - t0
 
     settings = TwinSettings(pool=args.pool)
+    if args.exact is not None:
+        settings = TwinSettings(pool=args.pool, exact=tuple(args.exact.split(",")))
     if args.exact_add or args.feature_add:
         settings = TwinSettings(pool=args.pool, exact=(*settings.exact, *args.exact_add),
                                 features=(*settings.features, *args.feature_add))
@@ -426,6 +440,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     data = json.loads(args.out.read_text()) if args.out.exists() else {"runs": {}}
     key = str(root) if args.pool == "not_yet_treated" else f"{root}|pool={args.pool}"
+    if args.exact is not None:
+        key += "|exact=" + args.exact
     if args.exact_add:
         key += "|exact+=" + ",".join(args.exact_add)
     if args.feature_add:
@@ -459,6 +475,9 @@ def main() -> None:
               f"thirds {thirds}; slope {num(a['slope_per_unit_motivation'])} +- "
               f"{num(a['slope_se'])}; employed before {num(emp['bias'])} (n {emp['n']}), "
               f"not {num(not_emp['bias'])} (n {not_emp['n']})")
+        print("    status at entry: " + "; ".join(
+            f"{k} {num(c['bias'])} +- {num(c['se'])} (n {c['n']})"
+            for k, c in a["status_at_entry"].items()))
     print("timings", out["timings_seconds"])
 
 
