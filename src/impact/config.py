@@ -326,11 +326,11 @@ class TwinsSection(_Section):
         "nest the publication's status at entry (employed, registered unemployed, other). "
         "Adding job_recency (months since the last job, in bands) lines up the twins' last "
         "job, which the DiD baseline of recent job losers depends on; recommended at national "
-        "scale, where it costs few matches (README, 'Status at entry as exact strata'). Adding ila_account_l1 "
-        "(held an ILA account the month before) takes account holders' twins from account holders "
-        "who had not started: at national scale it closes more of the participants' "
-        "unobserved-motivation gap, at the cost of treated persons without an account-holder "
-        "twin (README, 'The report\'s "near-participants" help').")
+        "scale, where it costs few matches (README, 'Status at entry as exact strata'). "
+        "Adding ila_account_l1 (held an ILA account the month before) takes account holders' "
+        "twins from account holders who had not started: at national scale it closes more of "
+        "the participants' unobserved-motivation gap, at the cost of treated persons without "
+        "an account-holder twin (README, 'The report's near-participants help').")
     distance: Literal["glm", "mahalanobis"] = "glm"
     ps_scope: Literal["pooled", "per_cohort"] = "pooled"
     caliper: float | None = Field(0.2, gt=0, description="In SD of the logit score (glm).")
