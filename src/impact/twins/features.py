@@ -609,11 +609,11 @@ def features_at(arrays: PanelArrays, m: int, pids: np.ndarray) -> pl.DataFrame:
     out["registered_l1"] = (s["registered_unemployed"][pids, l1] > 0).astype(np.int8)
     out["unemp_months_12"] = unemp_12
     out["ub_days_12"] = ub_12
-    out["months_since_job"] = months_since_job(arrays, m, pids)
+    since = months_since_job(arrays, m, pids)
+    out["months_since_job"] = since
     frame = pl.DataFrame(out)
-    cats = _categoricals(
-        arrays, m, pids, (*CATEGORICAL_FEATURES, *COARSE_FEATURES, *OPTIONAL_CATEGORICAL_FEATURES)
-    )
+    cats = _categoricals(arrays, m, pids, (*CATEGORICAL_FEATURES, *COARSE_FEATURES))
+    cats["job_recency"] = _enum(*job_recency_codes(since))  # from ``since``, not read again
     return frame.with_columns(v.alias(k) for k, v in cats.items())
 
 
@@ -621,13 +621,24 @@ def months_since_job(arrays: PanelArrays, m: int, pids: np.ndarray) -> np.ndarra
     """Months between the last month with a job and ``m - 1``, over months ``m-36 .. m-1``.
 
     0: employed in ``m-1``; ``j``: last employed in ``m-1-j``; :data:`HISTORY` (36): no
-    month employed in the 36 before ``m``. int16.
+    month employed in the 36 before ``m``. int16. For most persons at once (a cohort's risk
+    set) whole columns are read and the result gathered once, as in :func:`features_at`.
     """
     emp = arrays.series["employed"]
-    out = np.full(np.asarray(pids).size, HISTORY, dtype=np.int16)
+    pids = np.asarray(pids)
+    dense = pids.size * 4 >= arrays.n_persons
+    out = np.full(arrays.n_persons if dense else pids.size, HISTORY, dtype=np.int16)
     for j in range(HISTORY - 1, -1, -1):  # the most recent month written last
-        out[emp[pids, m - 1 - j] > 0] = j
-    return out
+        out[(emp[:, m - 1 - j] if dense else emp[pids, m - 1 - j]) > 0] = j
+    return out[pids] if dense else out
+
+
+def job_recency_codes(since: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """``job_recency`` categories and codes from :func:`months_since_job` values."""
+    band = np.zeros(since.shape, dtype=np.int64)
+    for i, (_, lo, hi) in enumerate(JOB_RECENCY_BANDS):
+        band[(since >= lo) & (since <= hi)] = i
+    return [label for label, _, _ in JOB_RECENCY_BANDS], band
 
 
 def _categoricals(
@@ -664,13 +675,6 @@ def categorical_codes(
         # "18-29" < ... < "50-64" < "other": band order is the sorted order
         return [*(f"{lo}-{hi}" for lo, hi in AGE_BANDS), "other"], band
 
-    def job_recency() -> tuple[list[str], np.ndarray]:
-        since = months_since_job(arrays, m, pids)
-        band = np.zeros(since.shape, dtype=np.int64)
-        for i, (_, lo, hi) in enumerate(JOB_RECENCY_BANDS):
-            band[(since >= lo) & (since <= hi)] = i
-        return [label for label, _, _ in JOB_RECENCY_BANDS], band
-
     def edu_band() -> tuple[list[str], np.ndarray]:
         level = s["isced_level"][pids, l1]
         return ["high", "low", "medium"], np.where(level >= 5, 0, np.where(level >= 3, 2, 1))
@@ -679,7 +683,7 @@ def categorical_codes(
         "sex": sex,
         "age_band": age_band,
         "edu_band": edu_band,
-        "job_recency": job_recency,
+        "job_recency": lambda: job_recency_codes(months_since_job(arrays, m, pids)),
         "isced_level": lambda: _int_codes(s["isced_level"][pids, l1]),
         "isced_field": lambda: decode("isced_field"),
         "region_code": lambda: decode("region_code"),
