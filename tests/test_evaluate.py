@@ -13,11 +13,12 @@ from impact.twins.riskset import TwinSettings
 
 
 @pytest.fixture(scope="module")
-def stages(research, tmp_path_factory):
+def stages(research, tmp_path_factory, small_sample_exact):
     out = tmp_path_factory.mktemp("evaluation")
     tr = pl.read_parquet(research.root / "research" / "treatment.parquet")
     arrays = evaluate.load_arrays(research.root / "panel", tr)
-    tw = evaluate.run_twins(arrays, TwinSettings(gate_min_treated=10), out / "twins")
+    tw = evaluate.run_twins(arrays, TwinSettings(gate_min_treated=10, exact=small_sample_exact),
+                            out / "twins")
     est = evaluate.run_estimates(arrays, tw.pairs, tr, research.root / "sources",
                                  out / "estimates", reps=199, seed=3)
     return out, arrays, tw, est
