@@ -151,8 +151,9 @@ def bias_anatomy(
     did. Its mean is the estimate's bias. Reported overall, by the treated person's latent
     motivation (thirds of the matched treated), by whether the person was employed in the
     month before the start, by the publication's status at entry (employed, registered
-    unemployed, other; ``impact.indicators.breakdowns``), and as the slope of ``tau_i - truth_i`` on motivation (OLS, with
-    a heteroskedasticity-robust SE). ``lat``: :func:`latent_traits`.
+    unemployed, other; ``impact.indicators.breakdowns``), and as the slope of
+    ``tau_i - truth_i`` on motivation (OLS, with a heteroskedasticity-robust SE). ``lat``:
+    :func:`latent_traits`.
     """
     i = res._col(e)
     lat = lat.select("pseudonym", "motivation")

@@ -38,17 +38,6 @@ def research(tmp_path_factory: pytest.TempPathFactory) -> Research:
 
 
 @pytest.fixture(scope="session")
-def small_sample_exact() -> tuple[str, ...]:
-    """Exact strata for tests that need the joint pre-trend test on the 4,000-person sample.
-
-    The test over the 24 placebo months needs more matched treated persons than periods; the
-    default strata (six keys) leave 22 of the sample's 42 treated matched, these (the defaults
-    without region) 31.
-    """
-    return ("sex", "age_band", "edu_band", "employed_l1", "registered_l1")
-
-
-@pytest.fixture(scope="session")
 def publication(research: Research, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A complete publication folder of the 4,000-person evaluation (read-only for tests).
 
@@ -61,6 +50,7 @@ def publication(research: Research, tmp_path_factory: pytest.TempPathFactory) ->
     from impact import evaluate, release
     from impact.config import EvaluationConfig
     from impact.twins.riskset import TwinSettings
+    from tests.small_sample import SMALL_SAMPLE_EXACT
 
     root = tmp_path_factory.mktemp("publication")
     for part in ("landing", "sources", "panel", "research"):
@@ -68,11 +58,12 @@ def publication(research: Research, tmp_path_factory: pytest.TempPathFactory) ->
     cfg = EvaluationConfig.model_validate({
         "data": {"root": str(root)}, "synth": {"persons": 4000, "seed": 41},
         "ingest": {"key": {"source": "demo"}}, "estimates": {"reps": 99},
-        "twins": {"gate_min_treated": 10},
+        "twins": {"gate_min_treated": 10, "exact": list(SMALL_SAMPLE_EXACT)},
         "publish": {"pretrend_outcomes": ["earnings_real", "days_worked"]}})
     tr = pl.read_parquet(cfg.data.research / "treatment.parquet")
     arrays = evaluate.load_arrays(cfg.data.panel, tr)
-    tw = evaluate.run_twins(arrays, TwinSettings(gate_min_treated=10), cfg.data.twins)
+    tw = evaluate.run_twins(arrays, TwinSettings(gate_min_treated=10, exact=SMALL_SAMPLE_EXACT),
+                            cfg.data.twins)
     evaluate.run_estimates(arrays, tw.pairs, tr, cfg.data.sources, cfg.data.estimates,
                            reps=99, seed=0)
     settings = json.loads((cfg.data.twins / "settings.json").read_text())

@@ -13,13 +13,14 @@ from impact import evaluate, release
 from impact.config import EvaluationConfig
 from impact.publish import latest_publication, verify_publication
 from impact.twins.riskset import TwinSettings
+from tests.small_sample import SMALL_SAMPLE_EXACT
 
 
 def _config(root: Path) -> EvaluationConfig:
     return EvaluationConfig.model_validate({
         "data": {"root": str(root)}, "synth": {"persons": 4000, "seed": 41},
         "ingest": {"key": {"source": "demo"}}, "estimates": {"reps": 99},
-        "twins": {"gate_min_treated": 10},
+        "twins": {"gate_min_treated": 10, "exact": list(SMALL_SAMPLE_EXACT)},
         # ~30 participants: employment's pre-trend test is not computable; these two are
         "publish": {"pretrend_outcomes": ["earnings_real", "days_worked"]}})
 
@@ -32,7 +33,8 @@ def released(research, tmp_path_factory):
     cfg = _config(root)
     tr = pl.read_parquet(cfg.data.research / "treatment.parquet")
     arrays = evaluate.load_arrays(cfg.data.panel, tr)
-    tw = evaluate.run_twins(arrays, TwinSettings(gate_min_treated=10), cfg.data.twins)
+    tw = evaluate.run_twins(arrays, TwinSettings(gate_min_treated=10, exact=SMALL_SAMPLE_EXACT),
+                            cfg.data.twins)
     evaluate.run_estimates(arrays, tw.pairs, tr, cfg.data.sources, cfg.data.estimates,
                            reps=99, seed=0)
     # the balance gate of 4,000 persons' handful of participants is not what is tested here

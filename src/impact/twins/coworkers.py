@@ -41,10 +41,10 @@ Assumptions and limits
   panel (or if many employees are non-resident) this understates the firm's headcount in the
   employer register (the panel's ``size_class``).
 * Within a firm, the default exact strata (sex, age band, region, education band,
-  employment and NVA registration in ``m-1``) leave few candidates per stratum; a config may use fewer ``exact``
-  keys for this pool. The estimand is the ATT of the *matched* treated: persons in firms
-  large enough to hold comparable co-workers, a sub-population the unmatched table
-  describes.
+  employment and NVA registration in ``m-1``) leave few candidates per stratum; a config
+  may use fewer ``exact`` keys for this pool. The estimand is the ATT of the *matched*
+  treated: persons in firms large enough to hold comparable co-workers, a sub-population
+  the unmatched table describes.
 """
 
 from __future__ import annotations
