@@ -49,7 +49,6 @@ def publication(research: Research, tmp_path_factory: pytest.TempPathFactory) ->
 
     from impact import evaluate, release
     from impact.config import EvaluationConfig
-    from impact.twins.riskset import TwinSettings
     from tests.small_sample import SMALL_SAMPLE_EXACT
 
     root = tmp_path_factory.mktemp("publication")
@@ -62,8 +61,7 @@ def publication(research: Research, tmp_path_factory: pytest.TempPathFactory) ->
         "publish": {"pretrend_outcomes": ["earnings_real", "days_worked"]}})
     tr = pl.read_parquet(cfg.data.research / "treatment.parquet")
     arrays = evaluate.load_arrays(cfg.data.panel, tr)
-    tw = evaluate.run_twins(arrays, TwinSettings(gate_min_treated=10, exact=SMALL_SAMPLE_EXACT),
-                            cfg.data.twins)
+    tw = evaluate.run_twins(arrays, cfg.twins.settings(), cfg.data.twins)
     evaluate.run_estimates(arrays, tw.pairs, tr, cfg.data.sources, cfg.data.estimates,
                            reps=99, seed=0)
     settings = json.loads((cfg.data.twins / "settings.json").read_text())

@@ -12,7 +12,6 @@ import pytest
 from impact import evaluate, release
 from impact.config import EvaluationConfig
 from impact.publish import latest_publication, verify_publication
-from impact.twins.riskset import TwinSettings
 from tests.small_sample import SMALL_SAMPLE_EXACT
 
 
@@ -33,8 +32,7 @@ def released(research, tmp_path_factory):
     cfg = _config(root)
     tr = pl.read_parquet(cfg.data.research / "treatment.parquet")
     arrays = evaluate.load_arrays(cfg.data.panel, tr)
-    tw = evaluate.run_twins(arrays, TwinSettings(gate_min_treated=10, exact=SMALL_SAMPLE_EXACT),
-                            cfg.data.twins)
+    tw = evaluate.run_twins(arrays, cfg.twins.settings(), cfg.data.twins)
     evaluate.run_estimates(arrays, tw.pairs, tr, cfg.data.sources, cfg.data.estimates,
                            reps=99, seed=0)
     # the balance gate of 4,000 persons' handful of participants is not what is tested here
