@@ -657,3 +657,92 @@ def test_logit_without_the_design_matrix_and_enum_features() -> None:
     np.testing.assert_allclose(e_model.logit(enum), model.logit(df), atol=1e-10)
     with pytest.raises(ValueError, match="unseen"):
         model.logit(enum.with_columns(pl.lit("vidzeme").cast(pl.Enum(cats)).alias("region")))
+
+
+# --------------------------------------------------------------------------- coarsening passes
+
+
+def _fallback_frame() -> pl.DataFrame:
+    """Treated units in fine strata (sex x region x band) of which some have no or few
+    controls, so a second pass on sex x region has work to do."""
+    df = _frame(900, seed=31, share=0.3)
+    band = np.random.default_rng(32).integers(0, 4, df.height)
+    df = df.with_columns(pl.Series("band", band))
+    # empty the controls of two fine strata: their treated can only be matched by coarsening
+    empty = ((pl.col("band") == 3) & (pl.col("region") == "riga")) | (
+        (pl.col("band") == 2) & (pl.col("sex") == "f")
+    )
+    df = df.filter(~(empty & ~pl.col("d")))
+    return df.with_columns(pl.Series("ps", np.random.default_rng(33).normal(size=df.height)))
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_fallback_pass_equals_a_coarse_match_of_the_units_left_over(k: int) -> None:
+    df = _fallback_frame()
+    fine, coarse = ["sex", "region", "band"], ["sex", "region"]
+    sd = float(df["ps"].std())
+    base = {"ps_model": "precomputed", "ratio": k, "caliper": 0.1, "seed": 3}
+    one = match(df, treatment="d", id="pid", score="ps",
+                options=MatchOptions(exact=fine, **base))
+    two = match(df, treatment="d", id="pid", score="ps",
+                options=MatchOptions(exact=fine, exact_fallback=[coarse], **base))
+    assert one.n_unmatched > 20  # the emptied strata leave work for the second pass
+    # the first pass is the one-pass match, pair for pair
+    first = two.pairs.filter(pl.col("match_pass") == 0)
+    assert set(first.select("treated_id", "control_id").iter_rows()) == _pairs_set(one)
+    # the second pass is a coarse match of exactly the treated left over, on every control
+    left = one.unmatched["treated_id"]
+    sub = df.filter(~pl.col("d") | pl.col("pid").is_in(left.implode()))
+    alone = match(sub, treatment="d", id="pid", score="ps", score_sd=sd,
+                  options=MatchOptions(exact=coarse, **base))
+    second = two.pairs.filter(pl.col("match_pass") == 1)
+    assert set(second.select("treated_id", "control_id").iter_rows()) == _pairs_set(alone)
+    assert second.height > 0
+    # counts reconcile: every treated unit once, matched in one pass or reported unmatched
+    assert two.n_treated == one.n_treated
+    assert two.n_matched_by_pass() == [one.n_matched, alone.n_matched]
+    assert two.n_matched == one.n_matched + alone.n_matched
+    assert set(two.unmatched["treated_id"]) == set(alone.unmatched["treated_id"])
+    assert two.summary()["n_matched_by_pass"] == [one.n_matched, alone.n_matched]
+    # every twin shares the coarse keys, and the fine keys in the first pass
+    keys = df.select("pid", *fine)
+    pairs = (two.pairs.join(keys, left_on="treated_id", right_on="pid")
+             .join(keys, left_on="control_id", right_on="pid", suffix="_c"))
+    for c in coarse:
+        assert (pairs[c] == pairs[f"{c}_c"]).all()
+    p0 = pairs.filter(pl.col("match_pass") == 0)
+    assert (p0["band"] == p0["band_c"]).all()
+    assert (pairs.filter(pl.col("match_pass") == 1)["band"]
+            != pairs.filter(pl.col("match_pass") == 1)["band_c"]).any()
+    # weights: matched treated 1, controls the sum of 1/k' over both passes
+    w = two.units.filter(~pl.col("treated"))["weight"].sum()
+    assert w == pytest.approx(two.n_matched)
+    # the strata table: pass 1 holds only strata with treated left, band null there
+    s1 = two.strata.filter(pl.col("match_pass") == 1)
+    assert s1["band"].null_count() == s1.height and (s1["n_treated"] > 0).all()
+    assert s1["n_treated"].sum() == one.n_unmatched
+    assert two.strata["stratum"].n_unique() == two.strata.height
+
+
+def test_fallback_without_replacement_uses_only_controls_left_free() -> None:
+    df = _fallback_frame()
+    opts = MatchOptions(ps_model="precomputed", ratio=2, caliper=0.5, replace=False,
+                        exact=["sex", "region", "band"], exact_fallback=[["sex"], []])
+    res = match(df, treatment="d", id="pid", score="ps", options=opts)
+    assert res.pairs["control_id"].n_unique() == res.pairs.height  # never reused
+    assert len(res.n_matched_by_pass()) == 3 and res.n_matched_by_pass()[1] > 0
+    assert sum(res.n_matched_by_pass()) == res.n_matched
+
+
+def test_fallback_levels_are_validated() -> None:
+    with pytest.raises(ValueError, match="strict subset"):
+        MatchOptions(exact=["sex", "region"], exact_fallback=[["sex", "region"]])
+    with pytest.raises(ValueError, match="strict subset"):
+        MatchOptions(exact=["sex", "region"], exact_fallback=[["sex"], ["region"]])
+    with pytest.raises(ValueError, match="needs exact"):
+        MatchOptions(exact_fallback=[[]])
+    with pytest.raises(TypeError):
+        MatchOptions(exact=["sex"], exact_fallback="sex")
+    opts = MatchOptions(exact=["sex", "region"], exact_fallback=[["sex"], []])
+    assert opts.exact_levels == (("sex", "region"), ("sex",), ())
+    assert MatchOptions(exact=["sex"]).exact_levels == (("sex",),)

@@ -102,17 +102,21 @@ class MatchResult:
         One row per (treated, twin): ``treated_id``, ``control_id``, ``weight`` (``1/k'``,
         ``k'`` = number of twins of that treated unit), ``distance`` (|logit difference|, or
         Mahalanobis distance with ``distance="mahalanobis"`` or ``mahvars``), ``rank``
-        (1 = nearest), ``stratum``.
+        (1 = nearest), ``stratum``, ``match_pass`` (0 = the ``exact`` strata, 1 = the first
+        ``exact_fallback`` level, ...).
     unmatched : polars.DataFrame
-        Treated units without any twin: ``treated_id``, ``stratum``, ``reason``
-        (``"no_controls"``: no control in the stratum; ``"caliper"``: nearest (available)
-        control outside the caliper; ``"exhausted"``: without replacement, all controls of the
-        stratum already used) and ``nearest_distance``.
+        Treated units without any twin: ``treated_id``, ``stratum`` (of the last pass they
+        entered), ``reason`` (``"no_controls"``: no control in the stratum; ``"caliper"``:
+        nearest (available) control outside the caliper; ``"exhausted"``: without
+        replacement, all controls of the stratum already used) and ``nearest_distance``.
     strata : polars.DataFrame
-        Per stratum: the exact columns' values, ``n_treated``, ``n_controls``, ``n_matched``
+        Per stratum of every pass (``match_pass``; codes unique over passes; the columns a
+        coarser level drops are null): the exact columns' values, ``n_treated`` (treated
+        units the pass matched there), ``n_controls`` (controls it could use), ``n_matched``
         (treated with at least one twin), ``n_unmatched`` and its split by reason
         (``n_unmatched_caliper``, ``n_unmatched_no_controls``, ``n_unmatched_exhausted``),
-        ``n_controls_used`` and ``n_pairs``.
+        ``n_controls_used`` and ``n_pairs``. A treated unit unmatched in one pass is counted
+        again in the stratum of the next; the first pass holds every treated unit once.
     units : polars.DataFrame
         One row per input unit: ``id``, ``treated``, ``stratum``, ``score`` (logit; null for
         Mahalanobis) and ``weight``, the ATT matching weight (matched treated 1, unmatched
@@ -140,12 +144,13 @@ class MatchResult:
 
     @property
     def n_treated(self) -> int:
-        """All treated units of the call (matched or not)."""
-        return int(self.strata["n_treated"].sum())
+        """All treated units of the call (matched or not): those of the first pass."""
+        first = self.strata.filter(pl.col("match_pass").fill_null(0) == 0)
+        return int(first["n_treated"].sum())
 
     @property
     def n_matched(self) -> int:
-        """Treated units with at least one twin."""
+        """Treated units with at least one twin (in any pass)."""
         return int(self.strata["n_matched"].sum())
 
     @property
@@ -156,6 +161,13 @@ class MatchResult:
     def unmatched_share(self) -> float:
         """Share of treated units without a twin (0 when there are no treated units)."""
         return self.n_unmatched / self.n_treated if self.n_treated else 0.0
+
+    def n_matched_by_pass(self) -> list[int]:
+        """Treated units matched in each pass (``[n_matched]`` without ``exact_fallback``)."""
+        n_passes = len(self.options.exact_levels)
+        by = self.strata.group_by(pl.col("match_pass").fill_null(0)).agg(pl.col("n_matched").sum())
+        got = dict(by.iter_rows())
+        return [int(got.get(p, 0)) for p in range(n_passes)]
 
     @property
     def n_controls_used(self) -> int:
@@ -176,6 +188,7 @@ class MatchResult:
             "n_unmatched": self.n_unmatched,
             "unmatched_by_reason": by_reason,
             "unmatched_share": self.unmatched_share,
+            "n_matched_by_pass": self.n_matched_by_pass(),
             "n_controls_used": self.n_controls_used,
             "n_pairs": self.pairs.height,
             "control_ess": ess,
@@ -384,29 +397,61 @@ def match(
         points = _whiten(x, treated)
         caliper = np.inf if opts.caliper is None else float(opts.caliper)
 
-    # group rows by stratum; inside a stratum rows stay in key order (stable sort)
-    by_stratum = np.argsort(strata_codes, kind="stable")
-    bounds = np.searchsorted(strata_codes[by_stratum], np.arange(strata_table.height + 1))
-    jobs = []
-    for s in range(strata_table.height):
-        rows = by_stratum[bounds[s] : bounds[s + 1]]
-        t_rows, c_rows = rows[treated[rows]], rows[~treated[rows]]
-        jobs.append((s, t_rows, c_rows))
-
-    def run(job: tuple[int, np.ndarray, np.ndarray]) -> _nn.StratumMatch:
-        _, t_rows, c_rows = job
-        if not t_rows.size:  # controls only: nothing to match, skip building the searcher
+    def run(job: _Job) -> _nn.StratumMatch:
+        if not job.t_rows.size:  # controls only: nothing to match, skip building the searcher
             e = np.zeros(0, np.int64)
             return _nn.StratumMatch(e, e, np.zeros(0), e, np.zeros(0, np.int8), np.zeros(0))
-        t_score = logit[t_rows] if logit is not None else None
-        maha = None if maha_points is None else (maha_points[t_rows], maha_points[c_rows])
-        return _match_stratum(points[t_rows], points[c_rows], t_score, opts, caliper, maha)
+        t_score = logit[job.t_rows] if logit is not None else None
+        maha = None if maha_points is None else (maha_points[job.t_rows],
+                                                 maha_points[job.c_rows])
+        return _match_stratum(
+            points[job.t_rows], points[job.c_rows], t_score, opts, caliper, maha
+        )
 
-    if n_jobs > 1 and len(jobs) > 1:
-        with ThreadPoolExecutor(max_workers=n_jobs) as pool:
-            results = list(pool.map(run, jobs))
-    else:
-        results = [run(j) for j in jobs]
+    # one pass per level of exact strata; a pass matches the treated left by the passes before
+    waiting = treated.copy()  # treated rows still without twins
+    free = ~treated  # controls a pass may use (all of them with replacement)
+    tables: list[pl.DataFrame] = []
+    jobs: list[_Job] = []
+    results: list[_nn.StratumMatch] = []
+    strata_codes = np.zeros(0, np.int64)
+    first_table = pl.DataFrame()
+    offset = 0
+    for level, cols in enumerate(opts.exact_levels):
+        if level and not waiting.any():
+            break
+        if level == 0:
+            strata_codes, first_table = _strata_codes(df, cols)
+            codes, table = strata_codes, first_table
+        else:  # coarser strata from the first pass's (a few rows), not from every row
+            of_first, table = _strata_codes(first_table, cols)
+            codes = of_first[strata_codes]
+        pass_jobs = _jobs(codes, table.height, waiting, free, offset, level)
+        if n_jobs > 1 and len(pass_jobs) > 1:
+            with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+                pass_results = list(pool.map(run, pass_jobs))
+        else:
+            pass_results = [run(j) for j in pass_jobs]
+        tables.append(
+            table.with_columns(
+                pl.col("stratum") + offset, pl.lit(level, dtype=pl.Int32).alias("match_pass")
+            )
+        )
+        for job, r in zip(pass_jobs, pass_results, strict=True):
+            waiting[job.t_rows[r.reason == _nn.REASON_MATCHED]] = False
+            if not opts.replace:
+                free[job.c_rows[r.control]] = False
+        jobs += pass_jobs
+        results += pass_results
+        offset += table.height
+    strata_table = pl.concat(tables, how="diagonal_relaxed")
+    if len(tables) > 1:  # later passes: only the strata that had treated units to match
+        entered = np.zeros(offset, np.int64)
+        for job in jobs:
+            entered[job.stratum] = job.t_rows.size
+        strata_table = strata_table.filter(
+            (pl.col("match_pass") == 0) | pl.lit(pl.Series(entered[strata_table["stratum"]] > 0))
+        )
 
     return _assemble(
         df,
@@ -424,6 +469,36 @@ def match(
     )
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One stratum of one pass: its code (unique over passes), the pass, and the rows of the
+    treated units it matches and of the controls it may use (in key order)."""
+
+    stratum: int
+    match_pass: int
+    t_rows: np.ndarray
+    c_rows: np.ndarray
+
+
+def _jobs(
+    codes: np.ndarray, n_strata: int, waiting: np.ndarray, free: np.ndarray, offset: int,
+    level: int,
+) -> list[_Job]:
+    """The strata of one pass (``codes``: stratum per row) as jobs; rows stay in key order
+    inside a stratum (stable sort). Pass 0 keeps strata without treated units (their
+    controls are counted); later passes only those with treated units left to match."""
+    by_stratum = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[by_stratum], np.arange(n_strata + 1))
+    out = []
+    for s in range(n_strata):
+        rows = by_stratum[bounds[s] : bounds[s + 1]]
+        t_rows = rows[waiting[rows]]
+        if level and not t_rows.size:
+            continue
+        out.append(_Job(s + offset, level, t_rows, rows[free[rows]]))
+    return out
+
+
 def _assemble(
     df: pl.DataFrame,
     id_col: str,
@@ -431,21 +506,29 @@ def _assemble(
     strata_codes: np.ndarray,
     strata_table: pl.DataFrame,
     logit: np.ndarray | None,
-    jobs: list[tuple[int, np.ndarray, np.ndarray]],
+    jobs: list[_Job],
     results: list[_nn.StratumMatch],
     opts: MatchOptions,
     caliper: float,
     sd: float | None,
     propensity: PropensityModel | None,
 ) -> MatchResult:
-    """Map per-stratum local indices back to rows and build the result tables."""
-    t_pos = [j[1][r.treated] for j, r in zip(jobs, results, strict=True)]
-    c_pos = [j[2][r.control] for j, r in zip(jobs, results, strict=True)]
+    """Map per-stratum local indices back to rows and build the result tables.
+
+    ``strata_codes``: every row's stratum of the first pass; ``jobs``/``results``: the
+    strata of every pass in pass order, their codes unique over passes (rows of
+    ``strata_table``). A treated unit's unmatched reason is that of the last pass it entered.
+    """
     cat = np.concatenate
-    t_pos_a = cat(t_pos) if t_pos else np.zeros(0, np.int64)
-    c_pos_a = cat(c_pos) if c_pos else np.zeros(0, np.int64)
-    dist = cat([r.distance for r in results]) if results else np.zeros(0)
-    rank = cat([r.rank for r in results]) if results else np.zeros(0, np.int64)
+    e_i, e_f = np.zeros(0, np.int64), np.zeros(0)
+    t_pos_a = cat([e_i, *(j.t_rows[r.treated] for j, r in zip(jobs, results, strict=True))])
+    c_pos_a = cat([e_i, *(j.c_rows[r.control] for j, r in zip(jobs, results, strict=True))])
+    dist = cat([e_f, *(r.distance for r in results)])
+    rank = cat([e_i, *(r.rank for r in results)])
+    pair_stratum = cat([e_i, *(np.full(r.treated.size, j.stratum) for j, r in
+                               zip(jobs, results, strict=True))])
+    pair_pass = cat([e_i, *(np.full(r.treated.size, j.match_pass) for j, r in
+                            zip(jobs, results, strict=True))])
     n_twins = np.bincount(t_pos_a, minlength=df.height)
     weight = 1.0 / n_twins[t_pos_a] if t_pos_a.size else np.zeros(0)
     ids = df.get_column(id_col)
@@ -456,22 +539,28 @@ def _assemble(
             "weight": weight,
             "distance": dist,
             "rank": rank.astype(np.int32),
-            "stratum": strata_codes[t_pos_a],
+            "stratum": pair_stratum,
+            "match_pass": pair_pass.astype(np.int32),
         }
     ).sort(["stratum", "treated_id", "rank"])
 
-    all_t = cat([j[1] for j in jobs]) if jobs else np.zeros(0, np.int64)
-    reason = cat([r.reason for r in results]) if results else np.zeros(0, np.int8)
-    nearest = cat([r.nearest for r in results]) if results else np.zeros(0)
-    um = reason != _nn.REASON_MATCHED
+    # final state of every treated row: the pass it was last matched in (later passes win)
+    reason = np.full(df.height, _nn.REASON_MATCHED, np.int8)
+    nearest = np.full(df.height, np.nan)
+    last_stratum = strata_codes.copy()
+    for j, r in zip(jobs, results, strict=True):
+        reason[j.t_rows] = r.reason
+        nearest[j.t_rows] = r.nearest
+        last_stratum[j.t_rows] = j.stratum
+    um_rows = np.flatnonzero(treated & (reason != _nn.REASON_MATCHED))
     labels = np.array(["matched", *(_nn.REASONS[i] for i in sorted(_nn.REASONS))])
     unmatched = (
         pl.DataFrame(
             {
-                "treated_id": ids.gather(all_t[um]),
-                "stratum": strata_codes[all_t[um]],
-                "reason": labels[reason[um]],
-                "nearest_distance": nearest[um],
+                "treated_id": ids.gather(um_rows),
+                "stratum": last_stratum[um_rows],
+                "reason": labels[reason[um_rows]],
+                "nearest_distance": nearest[um_rows],
             },
             schema_overrides={"nearest_distance": pl.Float64, "reason": pl.String},
         )
@@ -496,25 +585,29 @@ def _assemble(
         .sort("id")
     )
 
-    n_s = strata_table.height
-    n_treated = np.bincount(strata_codes[treated], minlength=n_s)
-    n_controls = np.bincount(strata_codes[~treated], minlength=n_s)
-    counts = {}
-    for code, label in _nn.REASONS.items():
-        counts[f"n_unmatched_{label}"] = np.bincount(
-            strata_codes[all_t[reason == code]], minlength=n_s
-        )
-    used = np.zeros(df.height, dtype=bool)
-    used[c_pos_a] = True
-    strata = strata_table.with_columns(
-        pl.Series("n_treated", n_treated, pl.Int64),
-        pl.Series("n_controls", n_controls, pl.Int64),
-        pl.Series("n_matched", np.bincount(strata_codes[all_t[~um]], minlength=n_s), pl.Int64),
-        pl.Series("n_unmatched", np.bincount(strata_codes[all_t[um]], minlength=n_s), pl.Int64),
-        *(pl.Series(k, v, pl.Int64) for k, v in counts.items()),
-        pl.Series("n_controls_used", np.bincount(strata_codes[used], minlength=n_s), pl.Int64),
-        pl.Series("n_pairs", np.bincount(strata_codes[t_pos_a], minlength=n_s), pl.Int64),
+    # per stratum of every pass: the treated units it matched and the controls it could use
+    counts: dict[str, list[int]] = {
+        k: [] for k in ("n_treated", "n_controls", "n_matched", "n_unmatched",
+                        *(f"n_unmatched_{label}" for label in _nn.REASONS.values()),
+                        "n_controls_used", "n_pairs")
+    }
+    codes = []
+    for j, r in zip(jobs, results, strict=True):
+        codes.append(j.stratum)
+        counts["n_treated"].append(j.t_rows.size)
+        counts["n_controls"].append(j.c_rows.size)
+        counts["n_matched"].append(int((r.reason == _nn.REASON_MATCHED).sum()))
+        counts["n_unmatched"].append(int((r.reason != _nn.REASON_MATCHED).sum()))
+        for code, label in _nn.REASONS.items():
+            counts[f"n_unmatched_{label}"].append(int((r.reason == code).sum()))
+        counts["n_controls_used"].append(int(np.unique(r.control).size))
+        counts["n_pairs"].append(int(r.treated.size))
+    per_job = pl.DataFrame(
+        {"stratum": pl.Series(codes, dtype=pl.Int64),
+         **{k: pl.Series(v, dtype=pl.Int64) for k, v in counts.items()}}
     )
+    strata = strata_table.join(per_job, on="stratum", how="left", maintain_order="left")
+    strata = strata.with_columns(pl.col(k).fill_null(0) for k in counts)
     return MatchResult(
         pairs=pairs,
         unmatched=unmatched,

@@ -43,6 +43,15 @@ class MatchOptions:
         Columns whose values must agree exactly between a treated unit and its twins (exact
         strata). ``None``: one stratum. Exact columns are *not* added to the propensity model
         automatically; list them in ``features`` too if they should enter it.
+    exact_fallback
+        Coarser exact strata for treated units left without a twin, tried in order (a
+        multi-pass or hierarchical exact match). Each entry must be a strict subset of the
+        one before (the first of ``exact``); ``()`` is a single stratum. A treated unit
+        unmatched in one pass (no control in its stratum, none within the caliper, or, without
+        replacement, none left) is matched again in the next pass, against every control (with
+        replacement) or the controls no earlier pass used (without), with the same distance
+        and caliper. Twins found in a later pass still agree on the coarser keys; each pair
+        records its ``match_pass`` (0 = ``exact``). ``None`` (default): one pass.
     mahvars
         MatchIt's ``mahvars``: with ``distance="glm"``, the propensity score only defines the
         caliper, and among the controls within it each treated unit takes the ``ratio``
@@ -97,6 +106,7 @@ class MatchOptions:
 
     distance: Distance = "glm"
     exact: tuple[str, ...] | None = None
+    exact_fallback: tuple[tuple[str, ...], ...] | None = None
     mahvars: tuple[str, ...] | None = None
     mahvars_candidates: int = 200
     caliper: float | None = 0.2
@@ -121,6 +131,8 @@ class MatchOptions:
             elif len(set(exact)) != len(exact):
                 raise ValueError(f"exact lists a column twice: {list(exact)}")
             object.__setattr__(self, "exact", exact)
+        if self.exact_fallback is not None:
+            object.__setattr__(self, "exact_fallback", self._fallback_levels())
         if self.mahvars is not None:
             if isinstance(self.mahvars, str) or not isinstance(self.mahvars, Sequence):
                 raise TypeError("mahvars must be a list of column names or None")
@@ -162,3 +174,35 @@ class MatchOptions:
             raise ValueError(f"only estimand='ATT' is implemented (got {self.estimand!r})")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise TypeError(f"seed must be an int (got {self.seed!r})")
+
+    def _fallback_levels(self) -> tuple[tuple[str, ...], ...] | None:
+        """``exact_fallback`` validated: tuples, each a strict subset of the level before."""
+        levels = self.exact_fallback
+        if isinstance(levels, str) or not isinstance(levels, Sequence):
+            raise TypeError("exact_fallback must be a list of lists of column names or None")
+        out: list[tuple[str, ...]] = []
+        previous = tuple(self.exact or ())
+        if levels and not previous:
+            raise ValueError("exact_fallback needs exact strata to coarsen")
+        for level in levels:
+            if isinstance(level, str) or not isinstance(level, Sequence):
+                raise TypeError(
+                    f"exact_fallback entries must be lists of column names (got {level!r})"
+                )
+            cols = tuple(level)
+            if len(set(cols)) != len(cols):
+                raise ValueError(f"exact_fallback lists a column twice: {list(cols)}")
+            if not set(cols) < set(previous):
+                raise ValueError(
+                    f"exact_fallback level {list(cols)} is not a strict subset of the level "
+                    f"before it {list(previous)}: each pass must coarsen the strata"
+                )
+            out.append(cols)
+            previous = cols
+        return tuple(out) or None
+
+    @property
+    def exact_levels(self) -> tuple[tuple[str, ...], ...]:
+        """The exact strata of every pass: ``exact`` (``()`` for one stratum), then the
+        ``exact_fallback`` levels."""
+        return (tuple(self.exact or ()), *(self.exact_fallback or ()))
