@@ -257,7 +257,7 @@ def _impact_child(
         if variant == "default":
             s = TwinSettings(ps_scope="per_cohort")
         else:
-            s = TwinSettings(ps_scope="per_cohort", exact=(), caliper=None, ratio=1)
+            s = TwinSettings(ps_scope="per_cohort", exact=(), coarsen=(), caliper=None, ratio=1)
         rss0 = sampler.reset()
         cpu0 = _cpu()
         t0 = time.perf_counter()

@@ -293,6 +293,13 @@ def main() -> None:
                     help="add a feature to the exact strata (e.g. ila_account_l1)")
     ap.add_argument("--feature-add", action="append", default=[], metavar="FEATURE",
                     help="add a feature to the score model and balance (e.g. registered_l1)")
+    ap.add_argument("--coarsen", action="append", default=None, metavar="F1,F2,...",
+                    help="exact columns dropped for a further pass for treated persons "
+                    "without twins, one option per pass (cumulative; default: region_code, "
+                    "then job_recency)")
+    ap.add_argument("--no-coarsen", action="store_true",
+                    help="one pass: treated persons without twins in the exact strata stay "
+                    "unmatched")
     args = ap.parse_args()
     root = args.root.resolve()
     timings: dict[str, float] = {}
@@ -301,12 +308,15 @@ def main() -> None:
     arrays = PanelArrays.load(root / "panel")
     timings["load_arrays"] = time.perf_counter() - t0
 
-    settings = TwinSettings(pool=args.pool)
-    if args.exact is not None:
-        settings = TwinSettings(pool=args.pool, exact=tuple(args.exact.split(",")))
-    if args.exact_add or args.feature_add:
-        settings = TwinSettings(pool=args.pool, exact=(*settings.exact, *args.exact_add),
-                                features=(*settings.features, *args.feature_add))
+    coarsen = TwinSettings.coarsen
+    if args.no_coarsen:
+        coarsen = ()
+    elif args.coarsen is not None:
+        coarsen = tuple(tuple(g.split(",")) for g in args.coarsen)
+    exact = TwinSettings.exact if args.exact is None else tuple(args.exact.split(","))
+    settings = TwinSettings(pool=args.pool, exact=(*exact, *args.exact_add),
+                            features=(*TwinSettings.features, *args.feature_add),
+                            coarsen=coarsen)
     twins_info: dict[str, Any] = {}
     t0 = time.perf_counter()
     if args.pairs is not None:
@@ -323,6 +333,7 @@ def main() -> None:
             "n_treated_ineligible": int(sm["n_treated_ineligible"].sum()),
             "n_matched": int(sm["n_matched"].sum()),
             "n_unmatched": int(sm["n_unmatched"].sum()),
+            "n_matched_fallback": int(sm["n_matched_fallback"].sum()),
             "gate_passed": tw.passed,
             "pooled_gate_passed": bool(tw.pooled_gate) if tw.pooled_gate else None,
             "pooled_max_abs_smd_after": tw.pooled_gate.max_abs_smd if tw.pooled_gate else None,
@@ -447,6 +458,8 @@ def main() -> None:
         key += "|exact+=" + ",".join(args.exact_add)
     if args.feature_add:
         key += "|features+=" + ",".join(args.feature_add)
+    if settings.coarsen != TwinSettings.coarsen:
+        key += "|coarsen=" + (";".join(",".join(g) for g in settings.coarsen) or "none")
     out["pool"] = args.pool
     data.setdefault("runs", {})[key] = out
     args.out.write_text(json.dumps(data, indent=2, default=float) + "\n")

@@ -49,7 +49,6 @@ def publication(research: Research, tmp_path_factory: pytest.TempPathFactory) ->
 
     from impact import evaluate, release
     from impact.config import EvaluationConfig
-    from tests.small_sample import SMALL_SAMPLE_EXACT
 
     root = tmp_path_factory.mktemp("publication")
     for part in ("landing", "sources", "panel", "research"):
@@ -57,7 +56,7 @@ def publication(research: Research, tmp_path_factory: pytest.TempPathFactory) ->
     cfg = EvaluationConfig.model_validate({
         "data": {"root": str(root)}, "synth": {"persons": 4000, "seed": 41},
         "ingest": {"key": {"source": "demo"}}, "estimates": {"reps": 99},
-        "twins": {"gate_min_treated": 10, "exact": list(SMALL_SAMPLE_EXACT)},
+        "twins": {"gate_min_treated": 10},
         "publish": {"pretrend_outcomes": ["earnings_real", "days_worked"]}})
     tr = pl.read_parquet(cfg.data.research / "treatment.parquet")
     arrays = evaluate.load_arrays(cfg.data.panel, tr)

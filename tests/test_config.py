@@ -85,6 +85,10 @@ def test_with_data_root_keeps_the_rest(tmp_path):
         ({"synth": {"persons": 10}}, "synth", "persons"),
         ({"synth": {"start": "2025-01"}}, "synth", "start must be 2023-12 or earlier"),
         ({"synth": {"end": "2026-13"}}, "synth", "month out of range"),
+        ({"twins": {"exact": ["sex", "region_code"]}}, "twins",
+         "coarsen drops ['job_recency'], not in the exact strata"),
+        ({"twins": {"coarsen": [["region_code"], ["region_code"]]}}, "twins",
+         "coarsen drops ['region_code']"),
     ],
 )
 def test_bad_config_names_file_and_field(tmp_path, doc, where, what):

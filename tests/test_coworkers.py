@@ -25,7 +25,7 @@ from impact.twins.riskset import (
 
 FIRST = date(2021, 1, 1)
 #: few exact keys: the 4,000-person fixture has ~50 treated, inside firms of 10-40 persons
-SETTINGS = TwinSettings(pool="coworkers", exact=("sex",), gate_min_treated=10)
+SETTINGS = TwinSettings(pool="coworkers", exact=("sex",), coarsen=(), gate_min_treated=10)
 
 
 def _quiet(f, *a, **k):
@@ -119,7 +119,8 @@ def test_unmatched_reasons_no_employer_and_small_firm(twins, employer) -> None:
 def test_min_firm_size_is_applied(arrays, twins) -> None:
     """A larger minimum turns firms too small and only removes twins (same strata)."""
     big = _quiet(match_cohorts, arrays, TwinSettings(
-        pool="coworkers", exact=("sex",), gate_min_treated=10, coworkers_min_firm_size=25))
+        pool="coworkers", exact=("sex",), coarsen=(), gate_min_treated=10,
+        coworkers_min_firm_size=25))
     s0, s1 = twins.summary, big.summary
     assert s1["unmatched_firm_too_small"].sum() > s0["unmatched_firm_too_small"].sum()
     assert s1["n_matched"].sum() < s0["n_matched"].sum()
@@ -129,7 +130,7 @@ def test_min_firm_size_is_applied(arrays, twins) -> None:
 
 def test_cohort_by_cohort_equals_all_at_once(arrays, tmp_path: Path) -> None:
     """impact.twins.plan carries the pool and its minimum firm size to every cohort."""
-    s = TwinSettings(pool="coworkers", exact=("sex",), gate_min_treated=10,
+    s = TwinSettings(pool="coworkers", exact=("sex",), coarsen=(), gate_min_treated=10,
                      coworkers_min_firm_size=5)
     whole = _quiet(match_cohorts, arrays, s, pre=True)
     plan = _quiet(make_plan, arrays, s)
@@ -155,7 +156,8 @@ def test_no_look_ahead_employer_of_m_minus_1_only(research, tmp_path: Path) -> N
     a change in m-1 does move them."""
     cohort = date(2025, 6, 1)
     # one cohort on its own: Mahalanobis (a per-cohort logit on 4 treated separates)
-    s = TwinSettings(pool="coworkers", exact=("sex",), distance="mahalanobis", caliper=None)
+    s = TwinSettings(pool="coworkers", exact=("sex",), coarsen=(), distance="mahalanobis",
+                     caliper=None)
     src = research.root / "panel"
     base = PanelArrays.load(src, FIRST, date(2028, 6, 1))
     m = base.month_index(cohort)
@@ -254,7 +256,7 @@ def _code(a: PanelArrays, pids) -> list[str]:
 @pytest.mark.parametrize("min_size", [9, 10, 11])
 def test_tiny_panel_firm_size_boundary(tiny, min_size: int) -> None:
     m = tiny.month_index(COHORT)
-    s = TwinSettings(pool="coworkers", exact=(), caliper=None, ratio=20,
+    s = TwinSettings(pool="coworkers", exact=(), coarsen=(), caliper=None, ratio=20,
                      coworkers_min_firm_size=min_size, gate_min_treated=1)
     res = _quiet(match_cohorts, tiny, s)
     treated, cand, _ = risk_set(tiny, m, "coworkers", min_firm_size=min_size)

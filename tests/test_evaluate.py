@@ -10,7 +10,6 @@ import pytest
 
 from impact import evaluate
 from impact.twins.riskset import TwinSettings
-from tests.small_sample import SMALL_SAMPLE_EXACT
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +17,7 @@ def stages(research, tmp_path_factory):
     out = tmp_path_factory.mktemp("evaluation")
     tr = pl.read_parquet(research.root / "research" / "treatment.parquet")
     arrays = evaluate.load_arrays(research.root / "panel", tr)
-    tw = evaluate.run_twins(arrays, TwinSettings(gate_min_treated=10, exact=SMALL_SAMPLE_EXACT),
+    tw = evaluate.run_twins(arrays, TwinSettings(gate_min_treated=10),
                             out / "twins")
     est = evaluate.run_estimates(arrays, tw.pairs, tr, research.root / "sources",
                                  out / "estimates", reps=199, seed=3)

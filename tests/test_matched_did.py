@@ -18,7 +18,6 @@ from impact.estimate.matched_did import (
 )
 from impact.outcomes import build_trajectories
 from impact.twins.features import CATEGORIES, SERIES, PanelArrays
-from tests.small_sample import SMALL_SAMPLE_EXACT
 
 T = 72
 M0 = date(2020, 1, 1)
@@ -276,7 +275,7 @@ def test_on_the_synthetic_evaluation(research) -> None:
     arrays = PanelArrays.load(research.root / "panel", date(2021, 1, 1), date(2028, 6, 1))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tw = match_cohorts(arrays, TwinSettings(gate_min_treated=10, exact=SMALL_SAMPLE_EXACT))
+        tw = match_cohorts(arrays, TwinSettings(gate_min_treated=10))
     tr = pl.read_parquet(research.root / "research" / "treatment.parquet")
     traj = build_trajectories(arrays, tw.pairs, tr, outcomes=["earnings_real", "employed"])
     res = matched_event_study(traj, "earnings_real", "end", arrays=arrays, reps=199)

@@ -96,8 +96,9 @@ def test_changed_inputs_rebuild_only_what_they_affect(matched, research, tmp_pat
     cohorts = sorted(set(pairs["cohort"].to_list()))
     store = tmp_path / "outcomes"
     trajectories_for(arrays, pairs, tr, store, sector_rel_wage=rel)
-    # a cohort re-matched (one treated person lost their twins): only it is rebuilt
-    first = cohorts[0]
+    # a cohort re-matched (one of its treated persons lost their twins): only it is rebuilt
+    per_cohort = pairs.group_by("cohort").agg(pl.col("treated_pid").n_unique().alias("n"))
+    first = per_cohort.filter(pl.col("n") >= 2)["cohort"].min()  # keeps other treated
     gone = pairs.filter(pl.col("cohort") == first)["treated_pid"][0]
     dropped = pairs.filter(~((pl.col("cohort") == first) & (pl.col("treated_pid") == gone)))
     _, stats = trajectories_for(arrays, dropped, tr, store, sector_rel_wage=rel)

@@ -12,14 +12,13 @@ import pytest
 from impact import evaluate, release
 from impact.config import EvaluationConfig
 from impact.publish import latest_publication, verify_publication
-from tests.small_sample import SMALL_SAMPLE_EXACT
 
 
 def _config(root: Path) -> EvaluationConfig:
     return EvaluationConfig.model_validate({
         "data": {"root": str(root)}, "synth": {"persons": 4000, "seed": 41},
         "ingest": {"key": {"source": "demo"}}, "estimates": {"reps": 99},
-        "twins": {"gate_min_treated": 10, "exact": list(SMALL_SAMPLE_EXACT)},
+        "twins": {"gate_min_treated": 10},
         # ~30 participants: employment's pre-trend test is not computable; these two are
         "publish": {"pretrend_outcomes": ["earnings_real", "days_worked"]}})
 
@@ -89,6 +88,11 @@ def test_no_published_cell_below_the_threshold_and_suppressed_cells_are_empty(re
         t = pl.read_parquet(result.path / "tables" / f"{name}.parquet")
         n = "n_matched" if name == "twins_groups" else "n_treated_after"
         assert (t[n] >= cfg.disclosure.min_persons).all(), name
+    # persons matched in coarser strata: a count only from the disclosure threshold on
+    g = pl.read_parquet(result.path / "tables" / "twins_groups.parquet")
+    fb = g["n_matched_fallback"].drop_nulls()
+    assert (fb >= cfg.disclosure.min_persons).all()
+    assert g["fallback_share"].is_between(0, 1).all()
 
 
 def test_group_labels_depend_on_the_dimension(released) -> None:

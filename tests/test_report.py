@@ -157,6 +157,11 @@ def test_contents(publication: Path, html: str) -> None:
                    "parallel trends", "No anticipation", "Censoring", "reuse",
                    "Data quality", "Intruder audit"):
         assert phrase in html, phrase
+    # the coarser passes of the twins, as configured, in both languages
+    assert m["control_group"]["settings"]["coarsen"] == [["region_code"], ["job_recency"]]
+    assert ("matched again with fewer exact characteristics: without region; then without "
+            "months since the last job.") in html
+    assert "bez pazīmes reģions; pēc tam bez pazīmes mēneši kopš pēdējā darba." in html
 
 
 def _planted(publication: Path, root: Path, values: dict[str, float | int] | None) -> Path:

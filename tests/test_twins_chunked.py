@@ -45,7 +45,7 @@ LAST = date(2028, 6, 1)
 SETTINGS = {
     "not_yet_treated": TwinSettings(gate_min_treated=10),
     "account_holders": TwinSettings(gate_min_treated=10, pool="account_holders"),
-    "coworkers": TwinSettings(gate_min_treated=10, pool="coworkers", exact=("sex",),
+    "coworkers": TwinSettings(gate_min_treated=10, pool="coworkers", exact=("sex",), coarsen=(),
                               coworkers_min_firm_size=3),
 }
 
@@ -102,7 +102,7 @@ def tiny_dir(tmp_path_factory) -> Path:
 def test_chunks_smaller_than_a_cohort(tiny_dir: Path, pool: str, tmp_path: Path) -> None:
     """20 persons, 3 treated in the cohort: chunks of 1 and 2 persons split the cohort's
     treated, candidates and firms."""
-    s = TwinSettings(pool=pool, exact=(), caliper=None, ratio=3, gate_min_treated=1,
+    s = TwinSettings(pool=pool, exact=(), coarsen=(), caliper=None, ratio=3, gate_min_treated=1,
                      coworkers_min_firm_size=9, ps_controls_per_treated=4)
     first = shift_month(COHORT, -36)
     ref = _run(Population.read(tiny_dir, first), s, tmp_path / "whole")

@@ -21,6 +21,8 @@ from impact.twins.features import (
     features_at,
 )
 from impact.twins.riskset import (
+    DEFAULT_EXACT,
+    STATUS_EXACT,
     TwinSettings,
     cohort_frame,
     cohort_groups,
@@ -116,7 +118,6 @@ def test_account_holder_pool_is_the_not_yet_treated_with_an_account(arrays, rese
 
 def test_account_stratum_takes_account_holders_twins_from_account_holders(arrays) -> None:
     from impact.config import TwinsSection
-    from impact.twins.riskset import DEFAULT_EXACT
 
     m = arrays.month_index(date(2025, 6, 1))
     t, _, _ = risk_set(arrays, m, "not_yet_treated")
@@ -124,6 +125,7 @@ def test_account_stratum_takes_account_holders_twins_from_account_holders(arrays
     np.testing.assert_array_equal(f["ila_account_l1"].to_numpy(),
                                   arrays.series["ila_account"][t, m - 1])
     s = TwinsSection(exact=[*DEFAULT_EXACT, "ila_account_l1"], gate_min_treated=10).settings()
+    assert all("ila_account_l1" in level for level in s.exact_levels())  # kept in every pass
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = match_cohorts(arrays, s)
@@ -159,33 +161,81 @@ def test_months_since_job_and_its_bands(arrays) -> None:
         assert ((got[inside] >= lo) & (got[inside] <= hi)).all(), label
 
 
-def test_job_recency_stratum_aligns_the_twins_last_job(arrays) -> None:
-    from impact.config import TwinsSection
-    from impact.twins.riskset import DEFAULT_EXACT
-
-    s = TwinsSection(exact=[*DEFAULT_EXACT, "job_recency"], gate_min_treated=10).settings()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = match_cohorts(arrays, s)
-    for c in res.cohorts:
-        f = c.frame.select("pid", "job_recency", "registered_l1", "employed_l1")
-        p = (c.result.pairs.join(f, left_on="treated_id", right_on="pid")
-             .join(f, left_on="control_id", right_on="pid", suffix="_twin"))
-        for key in ("job_recency", "registered_l1", "employed_l1"):
-            assert (p[key] == p[f"{key}_twin"]).all(), key
+def _pairs_with(c, cols: list[str]) -> pl.DataFrame:
+    """The pairs of a cohort with ``cols`` of the treated person and (``_twin``) the twin."""
+    f = c.frame.select("pid", *cols)
+    return (c.result.pairs.join(f, left_on="treated_id", right_on="pid")
+            .join(f, left_on="control_id", right_on="pid", suffix="_twin"))
 
 
 def test_exact_strata_and_caliper_are_respected(twins) -> None:
+    """Every pass of the default matching keeps its strata: the first all of ``exact``
+    (job_recency included), the second all but region, the third also without job_recency;
+    the status at entry holds in every pass."""
+    s = twins.settings
+    levels = s.exact_levels()
+    assert levels == (DEFAULT_EXACT, tuple(k for k in DEFAULT_EXACT if k != "region_code"),
+                      tuple(k for k in DEFAULT_EXACT if k not in ("region_code", "job_recency")))
+    assert {"employed_l1", "registered_l1", "job_recency"} <= set(s.exact)  # status at entry
+    seen = set()
     for c in twins.cohorts:
-        f = c.frame.select("pid", *twins.settings.exact, "ps_logit")
-        p = (c.result.pairs.join(f, left_on="treated_id", right_on="pid")
-             .join(f, left_on="control_id", right_on="pid", suffix="_twin"))
-        assert {"employed_l1", "registered_l1"} <= set(twins.settings.exact)  # status at entry
-        for key in twins.settings.exact:
-            assert (p[key] == p[f"{key}_twin"]).all(), key
+        p = _pairs_with(c, [*s.exact, "ps_logit"])
+        for level, cols in enumerate(levels):
+            pp = p.filter(pl.col("match_pass") == level)
+            seen |= {level} if pp.height else set()
+            for key in cols:
+                assert (pp[key] == pp[f"{key}_twin"]).all(), (level, key)
         gap = (p["ps_logit"] - p["ps_logit_twin"]).abs()
         assert (gap <= c.result.caliper_distance + 1e-12).all()
         assert c.result.caliper_distance == pytest.approx(0.2 * c.result.score_sd)
+    assert seen == {0, 1, 2}  # the small sample needs every pass
+    n_later = twins.pairs.filter(pl.col("match_pass") > 0).select(
+        "cohort", "treated_pid").unique().height
+    assert twins.summary["n_matched_fallback"].sum() == n_later
+
+
+def test_coarser_pass_matches_the_leftover_treated_in_the_coarser_strata(arrays) -> None:
+    """Default strata, falling back to them without job_recency: the first pass is the
+    one-pass match on the finer strata, the second the coarser one-pass match of the treated
+    it left; nobody the coarser strata match is lost, and the counts say who came from which
+    pass."""
+    from impact.config import TwinsSection
+
+    def run(**kw: object) -> object:
+        s = TwinsSection(gate_min_treated=10, **kw).settings()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return match_cohorts(arrays, s)
+
+    coarse = run(exact=list(STATUS_EXACT), coarsen=[])
+    finer = run(coarsen=[])
+    both = run(coarsen=[["job_recency"]])
+    key = ["cohort", "treated_pid", "twin_pid"]
+    first = both.pairs.filter(pl.col("match_pass") == 0).select(key).sort(key)
+    assert first.equals(finer.pairs.select(key).sort(key))
+    second = both.pairs.filter(pl.col("match_pass") == 1)
+    assert second.height, "the finer strata leave some treated persons to the second pass"
+    redo = coarse.pairs.join(second.select("cohort", "treated_pid").unique(),
+                             on=["cohort", "treated_pid"])
+    assert second.select(key).sort(key).equals(redo.select(key).sort(key))
+    # the unmatched are those of the coarser strata; the counts reconcile
+    um = ["cohort", "treated_id"]
+    assert set(both.unmatched.select(um).iter_rows()) == set(coarse.unmatched.select(um)
+                                                              .iter_rows())
+    n_second = second.select("cohort", "treated_pid").unique().height
+    assert both.summary["n_matched_fallback"].sum() == n_second
+    assert both.summary["n_matched"].sum() == coarse.summary["n_matched"].sum()
+    assert (both.summary["n_matched"].sum()
+            == finer.summary["n_matched"].sum() + n_second)
+    assert (finer.summary["n_matched_fallback"] == 0).all()
+
+
+def test_coarsen_must_drop_exact_columns() -> None:
+    with pytest.raises(ValueError, match=r"coarsen drops \['job_recency'\]"):
+        TwinSettings(exact=STATUS_EXACT)
+    assert TwinSettings(exact=STATUS_EXACT, coarsen=()).exact_levels() == (STATUS_EXACT,)
+    with pytest.raises(ValueError, match="list of columns"):
+        TwinSettings(coarsen=("region_code",))
 
 
 def test_same_seed_same_twins(arrays, twins) -> None:

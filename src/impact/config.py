@@ -321,16 +321,22 @@ class TwinsSection(_Section):
         "in smaller firms or without an employer stay unmatched (with the reason).")
     exact: list[str] = Field(
         default_factory=lambda: ["sex", "age_band", "region_code", "edu_band", "employed_l1",
-                                 "registered_l1"],
+                                 "registered_l1", "job_recency"],
         description="Exact strata: twins share these features. employed_l1 and registered_l1 "
-        "nest the publication's status at entry (employed, registered unemployed, other). "
-        "Adding job_recency (months since the last job, in bands) lines up the twins' last "
-        "job, which the DiD baseline of recent job losers depends on; recommended at national "
-        "scale, where it costs few matches (README, 'Status at entry as exact strata'). "
-        "Adding ila_account_l1 (held an ILA account the month before) takes account holders' "
-        "twins from account holders who had not started: at national scale it closes more of "
-        "the participants' unobserved-motivation gap, at the cost of treated persons without "
-        "an account-holder twin (README, 'The report's near-participants help').")
+        "nest the publication's status at entry (employed, registered unemployed, other); "
+        "job_recency (months since the last job, in bands) lines up the twins' last job, which "
+        "the DiD baseline of recent job losers depends on (README, 'Status at entry as exact "
+        "strata'). Adding ila_account_l1 (held an ILA account the month before) takes account "
+        "holders' twins from account holders who had not started: at national scale it closes "
+        "more of the participants' unobserved-motivation gap, at the cost of treated persons "
+        "without an account-holder twin (README, 'The report's near-participants help').")
+    coarsen: list[list[str]] = Field(
+        default_factory=lambda: [["region_code"], ["job_recency"]],
+        description="Treated persons without twins in the exact strata are matched again in "
+        "coarser strata: each entry lists exact columns dropped for one further pass "
+        "(cumulative). The default drops region, then the months since the last job; the "
+        "twins' summary counts who was matched in a further pass (n_matched_fallback) "
+        "(README, 'Coarser strata for the treated left over'). []: one pass.")
     distance: Literal["glm", "mahalanobis"] = "glm"
     ps_scope: Literal["pooled", "per_cohort"] = "pooled"
     caliper: float | None = Field(0.2, gt=0, description="In SD of the logit score (glm).")
@@ -365,9 +371,13 @@ class TwinsSection(_Section):
         known = {*CATEGORICAL_FEATURES, *ALL_NUMERIC_FEATURES, *COARSE_FEATURES,
                  *OPTIONAL_CATEGORICAL_FEATURES}
         bad = [c for c in [*self.exact, *(self.mahvars or [])] if c not in known]
+
         if bad:
             raise ValueError(f"exact: unknown matching features {bad}; known: "
                              f"{sorted(known)}")
+        from impact.twins.riskset import TwinSettings
+
+        TwinSettings(exact=tuple(self.exact), coarsen=tuple(map(tuple, self.coarsen)))
         return self
 
     def settings(self) -> object:
@@ -376,6 +386,7 @@ class TwinsSection(_Section):
 
         values = self.model_dump(exclude={"person_chunk"})
         values["exact"] = tuple(values["exact"])
+        values["coarsen"] = tuple(tuple(group) for group in values["coarsen"])
         if values["mahvars"] is not None:
             values["mahvars"] = tuple(values["mahvars"])
         return TwinSettings(**values)

@@ -318,7 +318,10 @@ def refute_and_sensitivity(arrays: PanelArrays, traj: Any, res: Any, *,
 
 
 #: Subgroup dimensions of the estimates (treated persons' matching features at the cohort):
-#: the default exact strata, so that a subgroup's twins share its value.
+#: the publication's breakdowns among the default exact strata
+#: (:data:`impact.twins.riskset.STATUS_EXACT`), so that a subgroup's twins share its value;
+#: region only in the first pass (treated persons matched in a coarser pass, counted in the
+#: twins' summary as ``n_matched_fallback``, may have twins from another region).
 SUBGROUPS = ("sex", "age_band", "edu_band", "region_code", "employed_l1", "registered_l1")
 
 

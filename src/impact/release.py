@@ -264,16 +264,20 @@ def _twins_overview(cfg: EvaluationConfig) -> tuple[pl.DataFrame, pl.DataFrame, 
     smd = balance.filter(pl.col("cohort_group").is_not_null()).group_by("cohort_group").agg(
         pl.col("smd_before").abs().max().alias("max_abs_smd_before"),
         pl.col("smd_after").abs().max().alias("max_abs_smd_after"))
+    if "n_matched_fallback" not in summary.columns:  # twins matched before coarsening existed
+        summary = summary.with_columns(pl.lit(0, dtype=pl.Int64).alias("n_matched_fallback"))
     groups = summary.group_by("cohort_group").agg(
         pl.col("cohort").min().alias("first_cohort"), pl.col("cohort").max().alias(
             "last_cohort"), pl.col("n_treated").sum(), pl.col("n_matched").sum(),
-        pl.col("n_unmatched").sum(), pl.col("gate_passed").all()
+        pl.col("n_matched_fallback").sum(), pl.col("n_unmatched").sum(),
+        pl.col("gate_passed").all()
     ).join(smd, on="cohort_group", how="left").with_columns(
-        (pl.col("n_unmatched") / pl.col("n_treated")).alias("unmatched_share")
+        (pl.col("n_unmatched") / pl.col("n_treated")).alias("unmatched_share"),
+        (pl.col("n_matched_fallback") / pl.col("n_matched")).alias("fallback_share"),
     ).filter(pl.col("n_matched") >= k).sort("cohort_group")
-    groups = groups.with_columns(  # a handful of unmatched persons: a share, not a count
-        pl.when(pl.col("n_unmatched") < k).then(None).otherwise(pl.col("n_unmatched"))
-        .alias("n_unmatched"))
+    groups = groups.with_columns(  # a handful of persons: a share, not a count
+        pl.when(pl.col(c) < k).then(None).otherwise(pl.col(c)).alias(c)
+        for c in ("n_unmatched", "n_matched_fallback"))
     bal = balance.filter(pl.col("cohort_group").is_null() & (pl.col("n_treated_after") >= k)
                          & (pl.col("n_control_after") >= k)).select(
         "covariate", "variable", "type", "smd_before", "smd_after", "vr_before", "vr_after",

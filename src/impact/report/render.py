@@ -762,18 +762,27 @@ class _Report:
                     Tr("Max |SMD| after", "Maks. |SMD| pēc"),
                     Tr("Balance gate", "Līdzsvara pārbaude")]
             tot_t, tot_m = int(g["n_treated"].sum()), int(g["n_matched"].sum())
+            # matched in coarser strata: a count only if no group's count was suppressed
+            fb = g["n_matched_fallback"] if "n_matched_fallback" in g.columns else None
+            tot_fb = None if fb is None or fb.null_count() else int(fb.sum())
 
             def overlap(lang: str) -> str:
                 lost = fmt_value(1 - tot_m / tot_t, "share", lang)
                 if lang == "en":
+                    coarse = ("" if not tot_fb else f" {fmt_int(tot_fb, lang)} of them were "
+                              "matched in coarser strata (see Methodology), as no twin shared "
+                              "all the exact characteristics.")
                     return (f"{fmt_int(tot_m, lang)} of {fmt_int(tot_t, lang)} participants "
                             f"found statistical twins ({lost} lost for lack of comparable "
-                            "non-participants: the overlap loss). Results describe the matched "
-                            "participants.")
+                            f"non-participants: the overlap loss).{coarse} Results describe "
+                            "the matched participants.")
+                coarse = ("" if not tot_fb else f" {fmt_int(tot_fb, lang)} no viņiem dvīņi "
+                          "atrasti pēc mazāka pazīmju skaita (sk. Metodoloģija), jo neviens "
+                          "dvīnis nesakrita visās precīzajās pazīmēs.")
                 return (f"{fmt_int(tot_m, lang)} no {fmt_int(tot_t, lang)} dalībniekiem atrasti "
                         f"statistiskie dvīņi ({lost} zaudēti, jo nebija salīdzināmu "
-                        "nedalībnieku). Rezultāti attiecas uz dalībniekiem, kuriem atrasti "
-                        "dvīņi.")
+                        f"nedalībnieku).{coarse} Rezultāti attiecas uz dalībniekiem, kuriem "
+                        "atrasti dvīņi.")
 
             if tot_t:
                 out.append(block("p", _both(overlap)))
@@ -1204,6 +1213,15 @@ class _Report:
         exact = [EXACT.get(v, Tr(v, v)) for v in (cg.get("exact") or [])]
         ex_en = ", ".join(e.en for e in exact) or "basic characteristics"
         ex_lv = ", ".join(e.lv for e in exact) or "pamatpazīmes"
+        steps = [[EXACT.get(v, Tr(v, v)) for v in group] for group in (cg.get("coarsen") or [])]
+        co_en = co_lv = ""
+        if steps:
+            co_en = (" Participants without such a twin were matched again with fewer exact "
+                     "characteristics: " + "; then ".join(
+                         "without " + " and ".join(e.en for e in g) for g in steps) + ".")
+            co_lv = (" Dalībniekiem bez šāda dvīņa dvīņus meklēja vēlreiz pēc mazāka precīzo "
+                     "pazīmju skaita: " + "; pēc tam ".join(
+                         "bez pazīmes " + " un ".join(e.lv for e in g) for g in steps) + ".")
         cal_en = (f" within {fmt_num(caliper, 2)} standard deviations of the propensity score"
                   if _ok(caliper) else "")
         cal_lv = (f" ne tālāk par {fmt_num(caliper, 2, 'lv')} tieksmes rādītāja "
@@ -1215,15 +1233,15 @@ class _Report:
                 f"Every participant is compared with up to {ratio} statistical twins: people "
                 f"who had not (yet) started training in the month the participant started, who "
                 f"were identical in {ex_en}, and who had a similar earnings, employment, "
-                f"unemployment and sickness history over the preceding years{cal_en}. People "
-                "who start training later can serve as twins until they start, and one person "
-                "can be the twin of several participants.",
+                f"unemployment and sickness history over the preceding years{cal_en}.{co_en} "
+                "People who start training later can serve as twins until they start, and one "
+                "person can be the twin of several participants.",
                 f"Katru dalībnieku salīdzina ar līdz {ratio} statistiskajiem dvīņiem: "
                 f"cilvēkiem, kuri mēnesī, kad dalībnieks sāka mācības, vēl nebija sākuši "
                 f"mācības, kuriem bija tādas pašas pazīmes ({ex_lv}) un līdzīga ienākumu, "
-                f"nodarbinātības, bezdarba un slimošanas vēsture iepriekšējos gados{cal_lv}. "
-                "Cilvēki, kuri mācības sāk vēlāk, var būt dvīņi līdz savam sākumam, un viena "
-                "persona var būt vairāku dalībnieku dvīnis.")),
+                f"nodarbinātības, bezdarba un slimošanas vēsture iepriekšējos gados{cal_lv}."
+                f"{co_lv} Cilvēki, kuri mācības sāk vēlāk, var būt dvīņi līdz savam sākumam, "
+                "un viena persona var būt vairāku dalībnieku dvīnis.")),
             (Tr("Difference in differences", "Starpību starpība"), Tr(
                 "Most indicators compare changes, not levels: the participants' change from the "
                 "months before training to the months after leaving, minus the same change "

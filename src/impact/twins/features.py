@@ -45,13 +45,15 @@ Features (the ILA report's section 9.3 list and more)
 ``months_since_job``, ``job_recency``
     Months from the last month with a job to ``m-1`` (0: employed in ``m-1``; 36: no job in
     the 36 months before ``m``) and its bands (:data:`JOB_RECENCY_BANDS`: employed, left
-    1-3, 4-11 or 12-35 months before, no job in 36). Optional, not in the defaults
-    (:data:`OPTIONAL_NUMERIC_FEATURES`, :data:`OPTIONAL_CATEGORICAL_FEATURES`). The DiD
+    1-3, 4-11 or 12-35 months before, no job in 36). Not among the default score features
+    (:data:`OPTIONAL_NUMERIC_FEATURES`, :data:`OPTIONAL_CATEGORICAL_FEATURES`);
+    ``job_recency`` is a default exact stratum. The DiD
     baseline (mean of the 12 months before the start) of a person who lost a job a few
     months before starting still holds most of a year of wages; a twin who lost it a year
     earlier does not, and the score balances recency only on average over the
     non-employed. ``job_recency`` as an exact stratum aligns it person by person (see
-    :mod:`impact.twins.riskset`, "Defaults and why", for what it buys and costs).
+    :mod:`impact.twins.riskset`, "Defaults and why", for what it buys and what the coarser
+    passes for treated persons without such twins cost).
 ``nace_group``, ``isced_field_group``, ``isco_group``
     Coarse groups of ``nace_section`` (NACE A*10), ``isced_field`` (ISCED 1997 broad groups)
     and ``isco_major`` (:data:`COARSE_FEATURES`).

@@ -18,7 +18,9 @@ For every cohort month ``m`` (the month the first ILA course starts):
   reason ``no_employer`` / ``firm_too_small`` (:mod:`impact.twins.coworkers`);
 * **features**: :func:`impact.twins.features.features_at`, months ``< m`` only;
 * **matching**: exact strata (default sex, age band, region, education band, employed and
-  registered unemployed in ``m-1``), then nearest neighbours on the logit propensity score
+  registered unemployed in ``m-1``, months since the last job in bands; treated persons
+  without twins in them are matched again in coarser strata, ``coarsen``), then nearest
+  neighbours on the logit propensity score
   (a model pooled over cohorts by default, or one per cohort) or on the Mahalanobis distance
   of the trajectory features; caliper, ``ratio`` twins, with or without replacement,
   optionally MatchIt's ``mahvars`` (:func:`impact.twins.match`).
@@ -53,25 +55,37 @@ speaks (with 1,167 treated in all, the 100k panel is a single group).
 Defaults and why (MatchIt/cobalt vocabulary; all in :class:`TwinSettings`)
 -------------------------------------------------------------------------
 * ``exact`` = sex, age band, region, education band, employed in ``m-1``, registered
-  unemployed in ``m-1``. The last two nest the publication's status at entry (employed,
-  registered unemployed, other; :mod:`impact.indicators.breakdowns`), so the twins of each
-  status share it and subgroup estimates by status compare like with like; every person
-  breakdown of the publication is an exact stratum. With registration in the score only,
-  it balanced on average over the non-employed but not within the two statuses: at 1.2 M
-  synthetic persons whose selection is ignorable given the registers
-  (``hidden_confounding: 0``, ``benchmarks/truth_recovery.py``, ``bias_anatomy``), the
-  earnings effect 6/12/24 months after leaving was off by +63/+106/+143 EUR for the
-  registered (SE 49-57) and -119/-95/-65 for the other non-employed (SE 25-36); with the
-  stratum by -61/-42/+4 and -71/-50/-24. The pooled estimate did not move (bias -17/-18/-3,
-  SE 10-14), and 21 of 14,365 treated found no twin instead of 6 (33 of 1,167 instead of
-  20 at 100 k).
-* ``job_recency`` (:mod:`impact.twins.features`; optional, not a default): the months
-  since the last job in bands. The DiD baseline of a person who lost a job a few months
-  before starting holds most of a year of wages; as a further stratum it lines up the twins'
-  last job and, on the same 1.2 M persons, brings the other non-employed to -32/-14/+13
-  (SE 23-36; registered -77/-42/-6, SE 48-56; pooled -11/-11/+3) at the cost of 73 treated
-  without twins (0.5 %). At 100 k it leaves 76 of 1,167 (6.5 %) without twins, above the
-  overlap gate's 5 %, so it is recommended for national-scale runs rather than the default.
+  unemployed in ``m-1`` (:data:`STATUS_EXACT`), and ``job_recency``. The two statuses nest
+  the publication's status at entry (employed, registered unemployed, other;
+  :mod:`impact.indicators.breakdowns`), so the twins of each status share it and subgroup
+  estimates by status compare like with like; every person breakdown of the publication is
+  an exact stratum. With registration in the score only, it balanced on average over the
+  non-employed but not within the two statuses: at 1.2 M synthetic persons whose selection
+  is ignorable given the registers (``hidden_confounding: 0``,
+  ``benchmarks/truth_recovery.py``, ``bias_anatomy``), the earnings effect 6/12/24 months
+  after leaving was off by +63/+106/+143 EUR for the registered (SE 49-57) and
+  -119/-95/-65 for the other non-employed (SE 25-36); with the stratum by -61/-42/+4 and
+  -71/-50/-24.
+* ``job_recency`` (:mod:`impact.twins.features`): the months since the last job in bands
+  (employed; left 1-3, 4-11, 12-35 months before; none in 36). The DiD baseline of a person
+  who lost a job a few months before starting holds most of a year of wages; the score
+  balances the time since the last job on average, not person by person, and a twin who
+  left work a year earlier has no wages in the baseline. As a stratum it brings the other
+  non-employed, on the same 1.2 M persons, from -71/-50/-24 to -32/-14/+13 (SE 23-36).
+* ``coarsen`` = drop region, then also ``job_recency`` (:data:`DEFAULT_COARSEN`; a
+  multi-pass exact match, :class:`impact.twins.MatchOptions` ``exact_fallback``): a treated
+  person without a twin in the full strata is matched again without region, then without
+  the months since the last job too, so no treated person is lost that the status strata
+  alone would match. On the full strata alone 76 of 1,167 treated (6.5 %) of the 100 k
+  synthetic delivery found no twin, above the overlap gate's 5 %; with the two further
+  passes 6 (0.5 %), 70 of them matched in a further pass (73 of 14,365 and 1 at 1.2 M, 72
+  in a further pass). Region goes first: it is a publication breakdown, but a twin from
+  another region is a smaller error than one with another job history. Falling back to the
+  status strata with region instead (``coarsen = [job_recency]``) brought back part of the
+  recency bias at 100 k (other non-employed, demo data: -236 at 6 months against -108 with
+  the default and -300 without ``job_recency``; SE 101-114). Every pass keeps the status at
+  entry. The twins' summary counts who was matched in a further pass
+  (``n_matched_fallback``) and each pair its ``match_pass``.
 * ``features`` = ``balance_covariates`` = :data:`DEFAULT_FEATURES`: NACE section, ISCED
   field and ISCO major group enter the model and the balance table in coarse groups
   (NACE A*10, ISCED 1997 broad groups, ISCO skilled/low-skilled x non-manual/manual).
@@ -170,7 +184,14 @@ from impact.twins.propensity import PropensityModel
 Pool = Literal["not_yet_treated", "never_treated", "account_holders", "coworkers"]
 PsScope = Literal["pooled", "per_cohort"]
 
-DEFAULT_EXACT = ("sex", "age_band", "region_code", "edu_band", "employed_l1", "registered_l1")
+#: The person breakdowns of the publication, status at entry included (employed and
+#: registered unemployed in ``m-1``).
+STATUS_EXACT = ("sex", "age_band", "region_code", "edu_band", "employed_l1", "registered_l1")
+#: Default exact strata: :data:`STATUS_EXACT` and the months since the last job in bands.
+DEFAULT_EXACT = (*STATUS_EXACT, "job_recency")
+#: Default coarsening for treated persons without twins in the exact strata: a second pass
+#: without region, a third also without the months since the last job.
+DEFAULT_COARSEN = (("region_code",), ("job_recency",))
 TRAJECTORY = (
     *(f"earn_l{k}" for k in range(1, 13)),
     "earn_m13_24",
@@ -200,7 +221,9 @@ class TwinSettings:
     ``ratio`` (k), ``replace``, ``distance``, ``mahvars`` (with ``mahvars_candidates``, see
     :class:`impact.twins.MatchOptions`). ``features``: propensity-model covariates;
     ``balance_covariates``: covariates of the balance tables and the gate (None: the
-    ``features``); ``smd_binary``: ``"std"`` or cobalt's ``"raw"`` for binary SMDs;
+    ``features``); ``coarsen``: exact-strata columns dropped, one group per further pass, for
+    treated persons left without twins (cumulative; :meth:`exact_levels`); ``smd_binary``:
+    ``"std"`` or cobalt's ``"raw"`` for binary SMDs;
     ``gate_min_treated``: cohort-group size of the gate; ``ks_sample``: candidates per
     cohort for the KS statistic before matching (None: all); ``ps_controls_per_treated``,
     ``ps_max_controls``: candidate sample of the pooled model; ``coworkers_min_firm_size``:
@@ -211,6 +234,7 @@ class TwinSettings:
 
     pool: Pool = "not_yet_treated"
     exact: tuple[str, ...] = DEFAULT_EXACT
+    coarsen: tuple[tuple[str, ...], ...] = DEFAULT_COARSEN
     distance: Distance = "glm"
     ps_scope: PsScope = "pooled"
     features: tuple[str, ...] = DEFAULT_FEATURES
@@ -232,6 +256,33 @@ class TwinSettings:
     ks_sample: int | None = 200_000
     coworkers_min_firm_size: int = coworkers.DEFAULT_MIN_FIRM_SIZE
 
+    def __post_init__(self) -> None:
+        self.exact_levels()  # a coarsening that does not fit the strata fails here
+
+    def exact_levels(self) -> tuple[tuple[str, ...], ...]:
+        """The exact strata of every matching pass: ``exact``, then ``exact`` without the
+        columns of ``coarsen[0]``, then also without ``coarsen[1]``, ...
+
+        Raises
+        ------
+        ValueError
+            A column to drop is not in ``exact`` (or listed twice), or a group is empty.
+        """
+        levels = [tuple(self.exact)]
+        dropped: set[str] = set()
+        for group in self.coarsen:
+            if isinstance(group, str) or not group:
+                raise ValueError(f"coarsen: each pass drops a list of columns (got {group!r})")
+            bad = [c for c in group if c not in self.exact or c in dropped]
+            if bad:
+                raise ValueError(
+                    f"coarsen drops {bad}, not in the exact strata {list(self.exact)} (or "
+                    "dropped already): remove them from coarsen or add them to exact"
+                )
+            dropped.update(group)
+            levels.append(tuple(c for c in self.exact if c not in dropped))
+        return tuple(levels)
+
     @property
     def covariates(self) -> tuple[str, ...]:
         """Covariates of the balance tables and the gate: ``balance_covariates``, by default
@@ -240,13 +291,15 @@ class TwinSettings:
 
     def options(self) -> MatchOptions:
         """Matching options; the ``coworkers`` pool adds the employer of ``m-1``
-        (:data:`impact.twins.coworkers.EMPLOYER_KEY`) to the exact strata."""
-        exact = self.exact
+        (:data:`impact.twins.coworkers.EMPLOYER_KEY`) to the exact strata of every pass."""
+        exact, *fallback = self.exact_levels()
         if self.pool == "coworkers":
             exact = (*exact, coworkers.EMPLOYER_KEY)
+            fallback = tuple((*level, coworkers.EMPLOYER_KEY) for level in fallback)
         return MatchOptions(
             distance=self.distance,
             exact=exact,
+            exact_fallback=tuple(fallback) or None,
             mahvars=self.mahvars,
             mahvars_candidates=self.mahvars_candidates,
             caliper=self.caliper,
@@ -1191,6 +1244,7 @@ PAIR_COLUMNS = (
     "distance",
     "rank",
     "stratum",
+    "match_pass",
 )
 
 
@@ -1244,6 +1298,7 @@ def cohort_output(
         "n_candidates": c.n_candidates,
         "n_matched": sm["n_matched"],
         "n_unmatched": sm["n_unmatched"],
+        "n_matched_fallback": sum(sm["n_matched_by_pass"][1:]),
         **{f"unmatched_{k}": v for k, v in sm["unmatched_by_reason"].items()},
         "unmatched_share": sm["unmatched_share"],
         "n_twins": sm["n_controls_used"],
