@@ -325,9 +325,10 @@ class TwinsSection(_Section):
         description="Exact strata: twins share these features. employed_l1 and registered_l1 "
         "nest the publication's status at entry (employed, registered unemployed, other); "
         "job_recency (months since the last job, in bands) lines up the twins' last job, which "
-        "the DiD baseline of recent job losers depends on (README, 'Status at entry as exact "
-        "strata'). Adding ila_account_l1 (held an ILA account the month before) takes account "
-        "holders' twins from account holders who had not started: at national scale it closes "
+        "the DiD baseline of recent job losers depends on (README, 'Status at entry and job "
+        "history as exact strata'). Adding ila_account_l1 (held an ILA account the month "
+        "before) takes account holders' twins from account holders who had not started: at "
+        "national scale it closes "
         "more of the participants' unobserved-motivation gap, at the cost of treated persons "
         "without an account-holder twin (README, 'The report's near-participants help').")
     coarsen: list[list[str]] = Field(
@@ -336,7 +337,7 @@ class TwinsSection(_Section):
         "coarser strata: each entry lists exact columns dropped for one further pass "
         "(cumulative). The default drops region, then the months since the last job; the "
         "twins' summary counts who was matched in a further pass (n_matched_fallback) "
-        "(README, 'Coarser strata for the treated left over'). []: one pass.")
+        "(README, 'Status at entry and job history as exact strata'). []: one pass.")
     distance: Literal["glm", "mahalanobis"] = "glm"
     ps_scope: Literal["pooled", "per_cohort"] = "pooled"
     caliper: float | None = Field(0.2, gt=0, description="In SD of the logit score (glm).")

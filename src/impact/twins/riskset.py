@@ -78,13 +78,14 @@ Defaults and why (MatchIt/cobalt vocabulary; all in :class:`TwinSettings`)
   the months since the last job too, so no treated person is lost that the status strata
   alone would match. On the full strata alone 76 of 1,167 treated (6.5 %) of the 100 k
   synthetic delivery found no twin, above the overlap gate's 5 %; with the two further
-  passes 6 (0.5 %), 70 of them matched in a further pass (73 of 14,365 and 1 at 1.2 M, 72
-  in a further pass). Region goes first: it is a publication breakdown, but a twin from
-  another region is a smaller error than one with another job history. Falling back to the
-  status strata with region instead (``coarsen = [job_recency]``) brought back part of the
-  recency bias at 100 k (other non-employed, demo data: -236 at 6 months against -108 with
-  the default and -300 without ``job_recency``; SE 101-114). Every pass keeps the status at
-  entry. The twins' summary counts who was matched in a further pass
+  passes 6 (0.5 %), 70 being matched in a further pass; at 1.2 M 73 of 14,365 in one pass,
+  1 with the further passes (72 matched there). The pooled bias there moved from -11/-11/+3
+  (one pass) to -11/-10/+5 (SE 10-14). Region goes first: it is a publication breakdown,
+  but a twin from another region is a smaller error than one with another job history.
+  Falling back to the status strata with region instead (``coarsen = [job_recency]``)
+  brought back part of the recency bias at 100 k (other non-employed, demo data: -236 at 6
+  months against -108 with the default and -300 without ``job_recency``; SE 101-114).
+  Every pass keeps the status at entry. The twins' summary counts who was matched in a further pass
   (``n_matched_fallback``) and each pair its ``match_pass``.
 * ``features`` = ``balance_covariates`` = :data:`DEFAULT_FEATURES`: NACE section, ISCED
   field and ISCO major group enter the model and the balance table in coarse groups
@@ -343,10 +344,12 @@ class TwinsResult:
     ----------
     pairs
         ``cohort``, ``treated_code``, ``twin_code``, ``treated_pid``, ``twin_pid``,
-        ``weight`` (1/k' of the treated person's twins), ``distance``, ``rank``, ``stratum``.
+        ``weight`` (1/k' of the treated person's twins), ``distance``, ``rank``, ``stratum``,
+        ``match_pass`` (0: the full exact strata; 1, 2, ...: the ``coarsen`` passes).
     summary
-        One row per cohort: counts (treated, ineligible, candidates, matched, unmatched by
-        reason, twins used, pairs), unmatched share, max |SMD| after, gate result.
+        One row per cohort: counts (treated, ineligible, candidates, matched, matched in a
+        coarser pass ``n_matched_fallback``, unmatched by reason, twins used, pairs),
+        unmatched share, max |SMD| after, gate result.
     unmatched
         Treated persons without twins: cohort, person, reason and their subgroup keys.
     balance
