@@ -445,13 +445,6 @@ def match(
         results += pass_results
         offset += table.height
     strata_table = pl.concat(tables, how="diagonal_relaxed")
-    if len(tables) > 1:  # later passes: only the strata that had treated units to match
-        entered = np.zeros(offset, np.int64)
-        for job in jobs:
-            entered[job.stratum] = job.t_rows.size
-        strata_table = strata_table.filter(
-            (pl.col("match_pass") == 0) | pl.lit(pl.Series(entered[strata_table["stratum"]] > 0))
-        )
 
     return _assemble(
         df,
@@ -606,8 +599,8 @@ def _assemble(
         {"stratum": pl.Series(codes, dtype=pl.Int64),
          **{k: pl.Series(v, dtype=pl.Int64) for k, v in counts.items()}}
     )
-    strata = strata_table.join(per_job, on="stratum", how="left", maintain_order="left")
-    strata = strata.with_columns(pl.col(k).fill_null(0) for k in counts)
+    # every stratum of the first pass is a job; a later pass's only if it had treated to match
+    strata = strata_table.join(per_job, on="stratum", how="inner", maintain_order="left")
     return MatchResult(
         pairs=pairs,
         unmatched=unmatched,
