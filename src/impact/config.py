@@ -328,9 +328,9 @@ class TwinsSection(_Section):
         "the DiD baseline of recent job losers depends on (README, 'Status at entry and job "
         "history as exact strata'). Adding ila_account_l1 (held an ILA account the month "
         "before) takes account holders' twins from account holders who had not started: at "
-        "national scale it closes "
-        "more of the participants' unobserved-motivation gap, at the cost of treated persons "
-        "without an account-holder twin (README, 'The report's near-participants help').")
+        "national scale it closes more of the participants' unobserved-motivation gap, at the "
+        "cost of treated persons without an account-holder twin (README, 'The report's "
+        "near-participants help').")
     coarsen: list[list[str]] = Field(
         default_factory=lambda: [["region_code"], ["job_recency"]],
         description="Treated persons without twins in the exact strata are matched again in "
@@ -372,7 +372,6 @@ class TwinsSection(_Section):
         known = {*CATEGORICAL_FEATURES, *ALL_NUMERIC_FEATURES, *COARSE_FEATURES,
                  *OPTIONAL_CATEGORICAL_FEATURES}
         bad = [c for c in [*self.exact, *(self.mahvars or [])] if c not in known]
-
         if bad:
             raise ValueError(f"exact: unknown matching features {bad}; known: "
                              f"{sorted(known)}")
