@@ -47,6 +47,20 @@ def test_demo_config_loads():
     assert (settings.already_pseudonymised, settings.verify_checksums) == (False, True)
 
 
+def test_bias_correction_features_follow_the_twins(tmp_path):
+    cfg = load_config(REPO / "configs" / "demo.yaml")
+    assert cfg.estimates.bias_correction is False and cfg.bias_correction_features() is None
+    path = tmp_path / "bc.yaml"
+    path.write_text(yaml.safe_dump({"estimates": {"bias_correction": True},
+                                    "twins": {"exact": ["sex", "ila_account_l1"],
+                                              "coarsen": []}}), encoding="utf-8")
+    feats = load_config(path).bias_correction_features()
+    from impact.twins.riskset import TwinSettings
+
+    assert feats[: len(TwinSettings.features)] == TwinSettings.features
+    assert feats[-1] == "ila_account_l1" and feats.count("sex") == 1
+
+
 def test_defaults_are_for_real_data():
     """An empty config: env key IMPACT_PSEUDONYM_KEY, checksums verified, no synth."""
     cfg = parse_config({})

@@ -272,7 +272,8 @@ def estimates(context: dg.AssetExecutionContext, impact_config: ImpactConfig):
         naive_sample=cfg.estimates.naive_sample, seed=cfg.estimates.seed)
     res = run_estimates(arrays, pairs, treatment, cfg.data.sources, cfg.data.estimates,
                         reps=cfg.estimates.reps, seed=cfg.estimates.seed,
-                        outcome_store=cfg.data.outcomes)
+                        outcome_store=cfg.data.outcomes,
+                        bias_correction=cfg.bias_correction_features())
     gone = prune(cfg.data.outcomes, pairs["cohort"].unique().to_list())
     context.log.info("outcome trajectories: %d cohorts read, %d built, %d stale removed",
                      len(res.cohorts_reused), len(res.cohorts_built), len(gone))

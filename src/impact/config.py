@@ -407,6 +407,15 @@ class EstimatesSection(_Section):
         "the load's peak), whatever the population; the estimation adds what grows with the "
         "participants (impact.evaluate.load_estimation_arrays). The larger, the closer the "
         "naive means to those of the whole risk set.")
+    bias_correction: bool = Field(
+        False,
+        description="Correct each twin's change for its remaining gap to the treated person "
+        "in the matching features and exact strata by a weighted regression on the twins, per "
+        "event time (Abadie-Imbens 2011; impact.estimate.bias_correction): the matched event "
+        "studies, their subgroups and the placebo in time. Event times with fewer than 5 "
+        "observed twin rows per coefficient keep the plain estimate (column bias_corrected "
+        "of event_study.parquet). The indicators keep the plain matched estimator (README, "
+        "'Regression bias correction').")
 
 
 class PublishSection(_Section):
@@ -510,6 +519,15 @@ class EvaluationConfig(_Section):
                 f"{where}ingest.key: cannot read the pseudonymisation key from "
                 f"{self.ingest.key.describe()}: {exc}"
             ) from None
+
+    def bias_correction_features(self) -> tuple[str, ...] | None:
+        """The covariates of the estimates' regression bias correction (the twins' score
+        features and exact strata), or ``None`` when ``estimates.bias_correction`` is off."""
+        if not self.estimates.bias_correction:
+            return None
+        from impact.estimate.bias_correction import correction_features
+
+        return correction_features(self.twins.settings())
 
     def ingest_settings(self, key: PseudonymKey | None = None,
                         full: bool = False) -> IngestSettings:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -328,12 +329,16 @@ SUBGROUPS = ("sex", "age_band", "edu_band", "region_code", "employed_l1", "regis
 def subgroup_estimates(arrays: PanelArrays, traj: Any, *, outcome: str = "earnings_real",
                        clock: str = "end", horizons: tuple[int, ...] = HORIZONS,
                        dimensions: tuple[str, ...] = SUBGROUPS, min_treated: int = 30,
-                       reps: int = 999, seed: int = 0) -> pl.DataFrame:
+                       reps: int = 999, seed: int = 0,
+                       bias_correction: bool = False) -> pl.DataFrame:
     """Matched DiD by subgroup of the treated persons (same twins, same estimator).
 
     A subgroup is defined by the treated person's value of a matching feature at the cohort
     month (e.g. sex, age band); its twins follow it. Subgroups with fewer than
-    ``min_treated`` treated persons are listed with null estimates.
+    ``min_treated`` treated persons are listed with null estimates. With
+    ``bias_correction`` (``traj`` must carry covariates) each subgroup's regression is fitted
+    on its own twins; a subgroup too small for it keeps the plain estimate
+    (``bias_corrected`` false).
 
     Returns
     -------
@@ -363,20 +368,23 @@ def subgroup_estimates(arrays: PanelArrays, traj: Any, *, outcome: str = "earnin
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 res = matched_event_study(sub, outcome, clock, event_times=list(horizons),
-                                          reps=reps, seed=seed)
+                                          reps=reps, seed=seed, bias_correction=bias_correction)
             for h in horizons:
                 if h not in set(res.event_time.tolist()):
                     continue
                 r = res.at(h)
+                extra = ({"bias_corrected": bool(res.bias_corrected[res._col(h)])}
+                         if res.bias_corrected is not None else {})
                 out.append(row | {"event_time": h, "att": r["att"], "se": r["se"],
                                   "ci_low": r["ci_low"], "ci_high": r["ci_high"],
                                   "pvalue": r["pvalue"],
-                                  "n_twins": int(np.unique(sub.twin_pid).size)})
+                                  "n_twins": int(np.unique(sub.twin_pid).size)} | extra)
     return pl.DataFrame(out, infer_schema_length=None)
 
 
 def placebo_in_time(traj: Any, *, outcome: str = "earnings_real", shift: int = 12,
-                    reps: int = 999, seed: int = 0) -> dict[str, Any]:
+                    reps: int = 999, seed: int = 0,
+                    bias_correction: bool = False) -> dict[str, Any]:
     """The matched DiD with a fake start ``shift`` months before the real one.
 
     The change from the mean of start-clock months ``-shift-12 .. -shift-1`` (the fake
@@ -391,7 +399,7 @@ def placebo_in_time(traj: Any, *, outcome: str = "earnings_real", shift: int = 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         res = matched_event_study(traj, outcome, "start", baseline=base, event_times=[-1],
-                                  reps=reps, seed=seed)
+                                  reps=reps, seed=seed, bias_correction=bias_correction)
     r = res.at(-1)
     z = r["att"] / r["se"] if r["se"] > 0 else float("nan")
     return {"outcome": outcome, "fake_start_months_earlier": shift, "baseline": list(base),
@@ -442,7 +450,8 @@ def pretrend_failures(estimates: Path, outcomes: tuple[str, ...] | list[str],
 
 def run_estimates(arrays: PanelArrays, pairs: pl.DataFrame, treatment: pl.DataFrame,
                   sources: Path, out: Path, *, reps: int = 999, seed: int = 0,
-                  outcome_store: Path | None = None) -> EstimatesSummary:
+                  outcome_store: Path | None = None,
+                  bias_correction: Sequence[str] | None = None) -> EstimatesSummary:
     """Matched event studies, the staggered cross-check and their comparison, to ``out``.
 
     ``arrays`` are the whole panel (:func:`load_arrays`) or the persons the estimates need
@@ -451,7 +460,11 @@ def run_estimates(arrays: PanelArrays, pairs: pl.DataFrame, treatment: pl.DataFr
     ``pairs``' ``treated_pid``/``twin_pid`` are rows of ``arrays``. With ``outcome_store``
     the event-time trajectories of cohorts stored there with current inputs are read
     instead of rebuilt, and those built here are stored (:mod:`impact.outcome_store`); the
-    results are the same.
+    results are the same. With ``bias_correction`` (the covariates' feature names, e.g.
+    :func:`impact.estimate.bias_correction.correction_features`) the matched event studies,
+    subgroups and the placebo in time are regression-corrected
+    (:mod:`impact.estimate.bias_correction`); refutation and sensitivity stay on the plain
+    matched cross-section.
     """
     from impact.estimate.matched_did import matched_event_study
     from impact.outcome_store import trajectories_for
@@ -473,6 +486,13 @@ def run_estimates(arrays: PanelArrays, pairs: pl.DataFrame, treatment: pl.DataFr
                                        sector_rel_wage=rel)
         reused, built = stats.reused, stats.built
     secs["trajectories"] = time.perf_counter() - t0
+    bc = bias_correction is not None
+    if bc:
+        from impact.estimate.bias_correction import with_covariates
+
+        t0 = time.perf_counter()
+        traj = with_covariates(traj, arrays, list(bias_correction or ()))
+        secs["covariates"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     tables = []
     headline: dict[str, Any] = {}
@@ -484,7 +504,8 @@ def run_estimates(arrays: PanelArrays, pairs: pl.DataFrame, treatment: pl.DataFr
             for clock in ("start", "end"):
                 naive = outcome == "earnings_real"
                 res = matched_event_study(traj, outcome, clock, reps=reps, seed=seed,
-                                          arrays=arrays if naive else None)
+                                          arrays=arrays if naive else None,
+                                          bias_correction=bc)
                 tables.append(res.table())
                 if clock == "start":
                     pretrend[outcome] = _pretrend_record(res)
@@ -514,10 +535,11 @@ def run_estimates(arrays: PanelArrays, pairs: pl.DataFrame, treatment: pl.DataFr
     t0 = time.perf_counter()
     refutation = (refute_and_sensitivity(arrays, traj, end_earnings, seed=seed)
                   if end_earnings is not None else {})
-    refutation["placebo_in_time"] = placebo_in_time(traj, reps=reps, seed=seed)
+    refutation["placebo_in_time"] = placebo_in_time(traj, reps=reps, seed=seed,
+                                                    bias_correction=bc)
     t1 = time.perf_counter()
-    write_parquet(subgroup_estimates(arrays, traj, reps=reps, seed=seed),
-                    out / "subgroups.parquet")
+    write_parquet(subgroup_estimates(arrays, traj, reps=reps, seed=seed, bias_correction=bc),
+                  out / "subgroups.parquet")
     secs["subgroups"] = time.perf_counter() - t1
     secs["refutation"] = time.perf_counter() - t0
     write_json(refutation, out / "refutation.json")
@@ -532,6 +554,7 @@ def run_estimates(arrays: PanelArrays, pairs: pl.DataFrame, treatment: pl.DataFr
     n_treated = int(pairs["treated_pid"].n_unique())
     write_json({"outcome": "earnings_real", "clock": "end", "unit": "EUR per month, "
                   "real (CPI base year)", "horizons": headline,
+                  "bias_correction": list(bias_correction) if bc else None,
                   "staggered_disagreements": int(cmp["disagree"].sum()),
                   "seconds": secs}, out / "headline.json")
     return EstimatesSummary(headline=headline, n_treated=n_treated,

@@ -77,12 +77,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import polars as pl
 
 from impact.twins.features import PanelArrays
+
+if TYPE_CHECKING:
+    from impact.estimate.bias_correction import MatchCovariates
 
 __all__ = [
     "CLOCKS",
@@ -357,6 +360,10 @@ class Trajectories:
         Month index of the twin's own first ILA start (``-1``: never in the data).
     grids
         :class:`EventGrid` per clock.
+    covariates
+        Matching covariates of treated persons and twins at the cohort month, for the
+        regression bias correction (:func:`impact.estimate.bias_correction.with_covariates`);
+        ``None`` unless attached.
     """
 
     outcomes: tuple[str, ...]
@@ -371,6 +378,7 @@ class Trajectories:
     weight: np.ndarray
     twin_start: np.ndarray
     grids: dict[str, EventGrid] = field(default_factory=dict)
+    covariates: MatchCovariates | None = field(default=None, repr=False)
 
     @property
     def n_treated(self) -> int:
@@ -432,7 +440,8 @@ class Trajectories:
             treated_code=self.treated_code[keep], cohort=self.cohort[keep],
             end=self.end[keep], pair_treated=new_row[self.pair_treated[pk]],
             twin_pid=self.twin_pid[pk], twin_code=self.twin_code[pk],
-            weight=self.weight[pk], twin_start=self.twin_start[pk], grids=grids)
+            weight=self.weight[pk], twin_start=self.twin_start[pk], grids=grids,
+            covariates=None if self.covariates is None else self.covariates.subset(keep, pk))
 
     def pairs_frame(self) -> pl.DataFrame:
         """The canonical pairs as a frame (treated and twin codes, weight, months)."""

@@ -71,8 +71,10 @@ pre-trend test over the placebo event times outside the baseline window (start c
 on the end clock negative event times include training months), its p-value from the
 Hotelling F correction for a covariance estimated from ``G`` treated persons
 (:class:`PreTrendTest`). Limitations: variance
-conditional on the matched sample (no correction for the estimated propensity score), no
-matching-bias correction, a person who is a twin in one cohort and treated in a later one
+conditional on the matched sample (no correction for the estimated propensity score), the
+matching bias corrected only on request (``bias_correction``, regression on the matching
+features: :mod:`impact.estimate.bias_correction`; its slopes are treated as known), a
+person who is a twin in one cohort and treated in a later one
 contributes two independent rows; a twin used in several cohorts is treated as one
 observation with an averaged residual (its change scores at different calendar months are
 highly but not perfectly correlated, so the reuse term is slightly conservative there).
@@ -97,6 +99,7 @@ import numpy as np
 import polars as pl
 from scipy import sparse, stats
 
+from impact.estimate.bias_correction import bias_corrected_twin_changes
 from impact.estimate.inference import (
     WaldTest,
     analytic_vcov,
@@ -355,6 +358,9 @@ class EventStudyResults:
         ``pretest_event_time`` are zero.
     unit_effect : ndarray, shape (n_treated, E)
         ``tau_i(e)``, NaN where person ``i`` does not count (rows as ``treated_pid``).
+    bias_corrected : ndarray of bool, shape (E,), or None
+        With ``bias_correction``: whether each event time was regression-corrected
+        (``None``: no correction asked).
     influence : ndarray, shape (n_rows, E)
         Influence rows (treated sets, then reused twins), scaled as in
         :mod:`impact.estimate.inference`.
@@ -384,6 +390,7 @@ class EventStudyResults:
     naive_bse: np.ndarray | None = field(default=None, repr=False)
     pretest: PreTrendTest | None = None
     pretest_event_time: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    bias_corrected: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def tvalues(self) -> np.ndarray:
@@ -442,6 +449,8 @@ class EventStudyResults:
         if self.naive_params is not None:
             cols["att_naive"] = self.naive_params
             cols["se_naive"] = self.naive_bse
+        if self.bias_corrected is not None:
+            cols["bias_corrected"] = self.bias_corrected
         return pl.DataFrame(cols)
 
     def at(self, e: int) -> dict[str, Any]:
@@ -482,6 +491,9 @@ class EventStudyResults:
             f"(baseline start-clock months {self.baseline[0]}..{self.baseline[1]})",
             f"  variance {self.variance}; multiplier bootstrap {self.reps} reps, "
             f"uniform critical value {self.crit_uniform:.3f}",
+            *([f"  regression bias correction: {int(self.bias_corrected.sum())} of "
+               f"{self.bias_corrected.size} event times corrected"]
+              if self.bias_corrected is not None else []),
             f"  {'e':>4} {'ATT':>10} {'SE':>9} {'p':>7} {'n':>6} {'twins':>6} {'ESS':>8}"
             + (f" {'naive':>10}" if self.naive_params is not None else ""),
         ]
@@ -560,6 +572,7 @@ def matched_event_study(
     naive_pool: Literal["not_yet_treated", "never_treated"] = "not_yet_treated",
     naive_max_candidates: int | None = None,
     sector_rel_wage: Mapping[str, float] | None = None,
+    bias_correction: bool = False,
 ) -> EventStudyResults:
     """Matched DiD event study (see the module docstring for estimator and inference).
 
@@ -592,6 +605,13 @@ def matched_event_study(
         Candidate pool and subsample cap of the naive comparison.
     sector_rel_wage
         Reference table for a naive ``sector_rel_wage`` comparison.
+    bias_correction
+        Correct each twin's change for its remaining covariate gap to the treated person
+        by regression (Abadie & Imbens 2011; :mod:`impact.estimate.bias_correction`).
+        Needs ``traj.covariates``
+        (:func:`impact.estimate.bias_correction.with_covariates`). Event times with too
+        few observed twins for the regression keep the plain estimate
+        (``EventStudyResults.bias_corrected``).
 
     Returns
     -------
@@ -608,6 +628,17 @@ def matched_event_study(
     base_t, base_p = traj.baseline(outcome, baseline)
     dt = g.treated[outcome][:, cols] - base_t[:, None]
     dp = g.twins[outcome][:, cols] - base_p[:, None]
+    corrected = None
+    if bias_correction:
+        if traj.covariates is None:
+            raise ValueError(
+                "bias_correction needs the trajectories' covariates: attach them with "
+                "impact.estimate.bias_correction.with_covariates(traj, arrays, features)"
+            )
+        bc = bias_corrected_twin_changes(dt, dp, traj.covariates.treated,
+                                         traj.covariates.twins, traj.pair_treated,
+                                         traj.weight, cache=traj.covariates.cache)
+        dp, corrected = bc.d_twins, bc.corrected
     core = matched_att(dt, dp, traj.pair_treated, traj.weight, traj.twin_pid, variance=variance)
     inf = core.influence()
     boot = multiplier_bootstrap(inf, None, reps=reps, seed=seed, alpha=alpha)
@@ -669,6 +700,7 @@ def matched_event_study(
         naive_bse=naive_se,
         pretest=test,
         pretest_event_time=pre,
+        bias_corrected=corrected,
     )
 
 
