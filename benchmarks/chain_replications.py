@@ -53,12 +53,16 @@ HORIZONS = (6, 12, 24)
 
 
 def one_replication(persons: int, seed: int, confounding: float, boot_reps: int,
-                    workdir: str) -> dict[str, Any]:
-    """Generate, ingest, build, match and estimate once; return estimates and truth."""
+                    workdir: str, bias_correction: bool = False) -> dict[str, Any]:
+    """Generate, ingest, build, match and estimate once; return estimates and truth.
+
+    With ``bias_correction`` the regression-corrected estimate of the same twins is stored
+    too, under ``"bias_corrected"`` (a paired comparison)."""
     import polars as pl
     from truth_recovery import sample_truth, truth_paths
 
     from impact import panel
+    from impact.estimate.bias_correction import with_covariates
     from impact.estimate.matched_did import matched_event_study
     from impact.ingest import IngestSettings, deliveries_in, ingest
     from impact.outcomes import build_trajectories
@@ -79,21 +83,35 @@ def one_replication(persons: int, seed: int, confounding: float, boot_reps: int,
         arrays = PanelArrays.load(root / "panel")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            tw = match_cohorts(arrays, TwinSettings())
+            settings = TwinSettings()
+            tw = match_cohorts(arrays, settings)
         treatment = pl.read_parquet(root / "research" / "treatment.parquet")
         traj = build_trajectories(arrays, tw.pairs, treatment, outcomes=["earnings_real"])
         res = matched_event_study(traj, "earnings_real", "end", event_times=list(HORIZONS),
                                   reps=boot_reps, seed=seed, arrays=arrays)
         paths = truth_paths(root)
         out: dict[str, Any] = {"seed": seed, "n_treated": int(traj.n_treated)}
-        for h in HORIZONS:
-            r = res.at(h)
-            truth = sample_truth(paths, res, traj, h, "earnings_real")["truth_sample"]
-            out[str(h)] = {
-                "att": float(r["att"]), "se": float(r["se"]), "ci_low": float(r["ci_low"]),
-                "ci_high": float(r["ci_high"]), "truth": float(truth),
-                "att_naive": float(r["att_naive"]), "n_treated": int(r["n_treated"]),
-            }
+
+        def horizons(res: Any) -> dict[str, Any]:
+            rows = {}
+            for h in HORIZONS:
+                r = res.at(h)
+                truth = sample_truth(paths, res, traj, h, "earnings_real")["truth_sample"]
+                rows[str(h)] = {
+                    "att": float(r["att"]), "se": float(r["se"]),
+                    "ci_low": float(r["ci_low"]), "ci_high": float(r["ci_high"]),
+                    "truth": float(truth), "att_naive": float(r.get("att_naive", np.nan)),
+                    "n_treated": int(r["n_treated"]),
+                }
+            return rows
+
+        out.update(horizons(res))
+        if bias_correction:
+            traj = with_covariates(traj, arrays, (*settings.features, *settings.exact))
+            bc = matched_event_study(traj, "earnings_real", "end",
+                                     event_times=list(HORIZONS), reps=boot_reps, seed=seed,
+                                     arrays=arrays, bias_correction=True)
+            out["bias_corrected"] = horizons(bc)
         out["seconds"] = round(time.perf_counter() - t0, 1)
         return out
     finally:
@@ -136,6 +154,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()))
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--bias-correction", action="store_true",
+                    help="also estimate with the regression bias correction on the same "
+                    "twins (summarised as 'summary_bias_corrected')")
     args = ap.parse_args()
     scenarios = args.confounding or [0.0, 1.0]
 
@@ -145,7 +166,7 @@ def main() -> None:
         seeds = [args.seed + r for r in range(args.reps)]
         with ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx) as pool:
             futures = [pool.submit(one_replication, args.persons, s, c, args.boot_reps,
-                                   str(args.workdir)) for s in seeds]
+                                   str(args.workdir), args.bias_correction) for s in seeds]
             reps = []
             for i, f in enumerate(futures):
                 reps.append(f.result())
@@ -161,7 +182,10 @@ def main() -> None:
             "boot_reps": args.boot_reps,
             "estimator": "matched DiD event study, leaving clock, default TwinSettings "
                          "(not-yet-treated pool, pooled logit score, caliper 0.2, k = 5), "
-                         "baseline months -12..-1 before the start, multiplier bootstrap",
+                         "baseline months -12..-1 before the start, multiplier bootstrap"
+                         + ("; also with the regression bias correction (Abadie-Imbens 2011) "
+                            "on the matching features and exact strata"
+                            if args.bias_correction else ""),
             "truth": "mean of Y1 - Y0 over the treated persons the estimate averages",
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "wall_seconds": round(time.perf_counter() - t0, 1),
@@ -171,17 +195,23 @@ def main() -> None:
             "summary": summary,
             "replications": reps,
         }
+        if args.bias_correction:
+            record["summary_bias_corrected"] = summarise([r["bias_corrected"] for r in reps])
         record_run(args.out, record, ("persons", "hidden_confounding"))
 
         print(f"\n{args.persons} persons, hidden_confounding {c:g}, {args.reps} replications, "
               f"{record['mean_treated']:.0f} treated on average, {record['wall_seconds']:.0f} s")
-        print(f"{'h':>3} {'truth':>8} {'bias':>8} {'mcse':>6} {'rmse':>7} {'meanSE':>7} "
-              f"{'cover':>6} {'2SE':>5} {'10%':>5} {'naive bias':>11}")
-        for h, s in summary.items():
-            print(f"{h:>3} {s['truth']:>8.1f} {s['bias']:>8.1f} {s['bias_mcse']:>6.1f} "
-                  f"{s['rmse']:>7.1f} {s['mean_se']:>7.1f} {s['coverage']:>6.2f} "
-                  f"{s['share_within_2se']:>5.2f} {s['share_within_10pct']:>5.2f} "
-                  f"{s['naive_bias']:>11.1f}")
+        tables = {"matched DiD": summary}
+        if args.bias_correction:
+            tables["bias-corrected"] = record["summary_bias_corrected"]
+        for name, table in tables.items():
+            print(f"{name}\n{'h':>3} {'truth':>8} {'bias':>8} {'mcse':>6} {'rmse':>7} "
+                  f"{'meanSE':>7} {'cover':>6} {'2SE':>5} {'10%':>5} {'naive bias':>11}")
+            for h, s in table.items():
+                print(f"{h:>3} {s['truth']:>8.1f} {s['bias']:>8.1f} {s['bias_mcse']:>6.1f} "
+                      f"{s['rmse']:>7.1f} {s['mean_se']:>7.1f} {s['coverage']:>6.2f} "
+                      f"{s['share_within_2se']:>5.2f} {s['share_within_10pct']:>5.2f} "
+                      f"{s['naive_bias']:>11.1f}")
 
 
 if __name__ == "__main__":

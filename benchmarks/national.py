@@ -129,7 +129,8 @@ arrays, pairs = load_estimation_arrays(cfg.data.panel, tr, read_pairs(cfg.data.t
 extra["load_seconds"] = time.perf_counter() - t0
 extra["persons_loaded"] = arrays.n_persons
 res = run_estimates(arrays, pairs, tr, cfg.data.sources, cfg.data.estimates,
-                    reps=cfg.estimates.reps, seed=cfg.estimates.seed)
+                    reps=cfg.estimates.reps, seed=cfg.estimates.seed,
+                    bias_correction=cfg.bias_correction_features())
 extra.update(parts=res.seconds, treated=res.n_treated,
              headline={h: {k: r[k] for k in ("att", "se")} for h, r in res.headline.items()})
 """,

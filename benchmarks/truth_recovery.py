@@ -45,6 +45,7 @@ import numpy as np
 import polars as pl
 from scipy.stats import norm
 
+from impact.estimate.bias_correction import with_covariates
 from impact.estimate.matched_did import EventStudyResults, matched_event_study
 from impact.manifest import DeliveryManifest
 from impact.outcomes import Trajectories, build_trajectories, load_sector_rel_wage
@@ -300,6 +301,9 @@ def main() -> None:
     ap.add_argument("--no-coarsen", action="store_true",
                     help="one pass: treated persons without twins in the exact strata stay "
                     "unmatched")
+    ap.add_argument("--bias-correction", action="store_true",
+                    help="regression bias correction of the twins' changes (Abadie-Imbens "
+                    "2011) on the matching features and exact strata")
     args = ap.parse_args()
     root = args.root.resolve()
     timings: dict[str, float] = {}
@@ -347,6 +351,11 @@ def main() -> None:
         arrays, pairs, treatment, sector_rel_wage=load_sector_rel_wage(root / "sources")
     )
     timings["trajectories"] = time.perf_counter() - t0
+    bc = args.bias_correction
+    if bc:
+        t0 = time.perf_counter()
+        traj = with_covariates(traj, arrays, (*settings.features, *settings.exact))
+        timings["covariates"] = time.perf_counter() - t0
     twins_info.update(
         n_pairs=traj.n_pairs,
         n_treated_in_pairs=traj.n_treated,
@@ -369,6 +378,7 @@ def main() -> None:
             "reps": args.reps,
             "seed": args.seed,
             "variance": "abadie_imbens",
+            "bias_correction": bc,
         },
         "twins": twins_info,
         "latent_after_matching": latent,
@@ -384,6 +394,7 @@ def main() -> None:
             seed=args.seed,
             arrays=arrays,
             naive_max_candidates=args.naive_max_candidates,
+            bias_correction=bc,
         )
         timings[f"estimate_earnings_{clock}_with_naive"] = time.perf_counter() - t0
         tc = matched_event_study(
@@ -393,6 +404,7 @@ def main() -> None:
             reps=args.reps,
             seed=args.seed,
             variance="treated_clusters",
+            bias_correction=bc,
         )
         rows = {}
         for e in events:
@@ -428,7 +440,8 @@ def main() -> None:
         if outcome == "earnings_real" or outcome not in TRUTH_NAME:
             continue
         res = matched_event_study(
-            traj, outcome, "end", event_times=list(HORIZONS), reps=args.reps, seed=args.seed
+            traj, outcome, "end", event_times=list(HORIZONS), reps=args.reps, seed=args.seed,
+            bias_correction=bc,
         )
         others[outcome] = {
             str(h): record(
@@ -460,6 +473,8 @@ def main() -> None:
         key += "|features+=" + ",".join(args.feature_add)
     if settings.coarsen != TwinSettings.coarsen:
         key += "|coarsen=" + (";".join(",".join(g) for g in settings.coarsen) or "none")
+    if bc:
+        key += "|bias_correction"
     out["pool"] = args.pool
     data.setdefault("runs", {})[key] = out
     args.out.write_text(json.dumps(data, indent=2, default=float) + "\n")
