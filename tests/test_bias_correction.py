@@ -195,3 +195,25 @@ def test_columns_sharing_observed_twins_share_one_solve_and_the_cache() -> None:
         np.testing.assert_allclose(one.d_twins[:, 0], together.d_twins[:, j], rtol=1e-10,
                                    atol=1e-10, equal_nan=True)
         np.testing.assert_allclose(one.coef[0], together.coef[j], rtol=1e-8, atol=1e-10)
+
+
+def test_pretrend_test_with_the_correction_uses_the_plain_placebos(research) -> None:
+    """The corrected placebo months before the baseline are fitted by the regression (they
+    are covariates); the joint test must still be computed, on the plain placebos."""
+    from impact.outcomes import build_trajectories
+    from impact.twins.features import PanelArrays
+    from impact.twins.riskset import TwinSettings, match_cohorts
+
+    arrays = PanelArrays.load(research.root / "panel", date(2021, 1, 1), date(2028, 6, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tw = match_cohorts(arrays, TwinSettings(gate_min_treated=10))
+    tr = pl.read_parquet(research.root / "research" / "treatment.parquet")
+    traj = build_trajectories(arrays, tw.pairs, tr, outcomes=["earnings_real"])
+    traj = with_covariates(traj, arrays, ("sex", "earn_l1", "earn_m13_24", "days_12"))
+    plain = matched_event_study(traj, "earnings_real", "start", reps=49)
+    fixed = matched_event_study(traj, "earnings_real", "start", reps=49, bias_correction=True)
+    assert fixed.bias_corrected.any()
+    assert plain.pretest is not None and fixed.pretest is not None
+    assert fixed.pretest.statistic == pytest.approx(plain.pretest.statistic, rel=1e-9)
+    np.testing.assert_array_equal(fixed.pretest_event_time, plain.pretest_event_time)

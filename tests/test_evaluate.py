@@ -138,4 +138,9 @@ def test_estimates_with_the_regression_bias_correction(stages, research, tmp_pat
         assert r["att"] != p["att"]
     sub = pl.read_parquet(tmp_path / "bc" / "subgroups.parquet")
     assert "bias_corrected" in sub.columns
+    # the publication's pre-trend gate keeps its tests (on the plain placebos)
+    tests = json.loads((tmp_path / "bc" / "pretrend.json").read_text())
+    before = json.loads((stages[0] / "estimates" / "pretrend.json").read_text())
+    assert tests["earnings_real"]["computed"]
+    assert tests == before
     assert est.n_treated == tw.pairs["treated_pid"].n_unique()

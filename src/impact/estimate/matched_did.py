@@ -611,7 +611,9 @@ def matched_event_study(
         Needs ``traj.covariates``
         (:func:`impact.estimate.bias_correction.with_covariates`). Event times with too
         few observed twins for the regression keep the plain estimate
-        (``EventStudyResults.bias_corrected``).
+        (``EventStudyResults.bias_corrected``). The joint pre-trend test then uses the
+        uncorrected placebo estimates (the pre-start earnings months are covariates of the
+        regression, which fits their corrected placebos by construction).
 
     Returns
     -------
@@ -638,7 +640,7 @@ def matched_event_study(
         bc = bias_corrected_twin_changes(dt, dp, traj.covariates.treated,
                                          traj.covariates.twins, traj.pair_treated,
                                          traj.weight, cache=traj.covariates.cache)
-        dp, corrected = bc.d_twins, bc.corrected
+        dp_plain, dp, corrected = dp, bc.d_twins, bc.corrected
     core = matched_att(dt, dp, traj.pair_treated, traj.weight, traj.twin_pid, variance=variance)
     inf = core.influence()
     boot = multiplier_bootstrap(inf, None, reps=reps, seed=seed, alpha=alpha)
@@ -654,8 +656,16 @@ def matched_event_study(
     pre = ev[idx]
     test = None
     if idx.size:
-        g_units = int(core.n_treated[idx].min())
-        test = pretrend_test(core.att[idx], analytic_vcov(inf[:, idx]), g_units)
+        if corrected is None:
+            p_att, p_inf, p_n = core.att[idx], inf[:, idx], core.n_treated[idx]
+        else:
+            # with the bias correction the placebo months are tested on the plain changes:
+            # the earnings months before the start are matching covariates, so the regression
+            # fits their corrected placebos (nearly) exactly and their covariance is singular
+            pc = matched_att(dt[:, idx], dp_plain[:, idx], traj.pair_treated, traj.weight,
+                             traj.twin_pid, variance=variance)
+            p_att, p_inf, p_n = pc.att, pc.influence(), pc.n_treated
+        test = pretrend_test(p_att, analytic_vcov(p_inf), int(p_n.min()))
 
     naive_att = naive_se = None
     if arrays is not None:
