@@ -314,6 +314,16 @@ def twins_did(
     pairs = m.pairs.join(
         dy.rename({"id": "control_id", "_dy": "_dy_c"}), on="control_id", how="left"
     ).join(dy.rename({"id": "treated_id", "_dy": "_dy_t"}), on="treated_id", how="left")
+    d_all = treatment_vector(df, treatment)
+    dy_all = df.get_column("_dy").to_numpy()
+    att_unmatched = float(dy_all[d_all].mean() - dy_all[~d_all].mean()) if d_all.any() else math.nan
+    if pairs.height == 0:
+        raise ValueError(
+            f"no treated unit has a twin within the caliper ({m.n_unmatched} unmatched): "
+            "widen the caliper or check overlap"
+        )
+    if bias_correction:
+        pairs = _bias_corrected_pairs(df, pairs, id_col, features, list(exact or []))
     per_treated = (
         pairs.group_by("treated_id")
         .agg(
@@ -323,24 +333,6 @@ def twins_did(
         .sort("treated_id")
     )
     n1 = per_treated.height
-    d_all = treatment_vector(df, treatment)
-    dy_all = df.get_column("_dy").to_numpy()
-    att_unmatched = float(dy_all[d_all].mean() - dy_all[~d_all].mean()) if d_all.any() else math.nan
-    if n1 == 0:
-        raise ValueError(
-            f"no treated unit has a twin within the caliper ({m.n_unmatched} unmatched): "
-            "widen the caliper or check overlap"
-        )
-    if bias_correction:
-        pairs = _bias_corrected_pairs(df, pairs, id_col, features, list(exact or []))
-        per_treated = (
-            pairs.group_by("treated_id")
-            .agg(
-                pl.col("_dy_t").first(),
-                (pl.col("weight") * pl.col("_dy_c")).sum().alias("_y0"),
-            )
-            .sort("treated_id")
-        )
     diff = (per_treated["_dy_t"] - per_treated["_y0"]).to_numpy()
     att = float(diff.mean())
     contrib_t = (diff - att) / n1
