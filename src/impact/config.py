@@ -412,10 +412,10 @@ class EstimatesSection(_Section):
         description="Correct each twin's change for its remaining gap to the treated person "
         "in the matching features and exact strata by a weighted regression on the twins, per "
         "event time (Abadie-Imbens 2011; impact.estimate.bias_correction): the matched event "
-        "studies, their subgroups and the placebo in time. Event times with fewer than 5 "
-        "observed twin rows per coefficient keep the plain estimate (column bias_corrected "
-        "of event_study.parquet). The indicators keep the plain matched estimator (README, "
-        "'Regression bias correction').")
+        "studies and their subgroups. Event times with fewer than 5 observed twin rows per "
+        "coefficient keep the plain estimate (column bias_corrected of event_study.parquet). "
+        "The pre-trend tests, the placebo in time, refutation and the indicators stay on the "
+        "plain matched estimator (README, 'Regression bias correction').")
 
 
 class PublishSection(_Section):

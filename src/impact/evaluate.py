@@ -383,15 +383,16 @@ def subgroup_estimates(arrays: PanelArrays, traj: Any, *, outcome: str = "earnin
 
 
 def placebo_in_time(traj: Any, *, outcome: str = "earnings_real", shift: int = 12,
-                    reps: int = 999, seed: int = 0,
-                    bias_correction: bool = False) -> dict[str, Any]:
+                    reps: int = 999, seed: int = 0) -> dict[str, Any]:
     """The matched DiD with a fake start ``shift`` months before the real one.
 
     The change from the mean of start-clock months ``-shift-12 .. -shift-1`` (the fake
     pre-period) to month ``-1`` (the last month before the real start) compares treated
     persons and twins entirely before training: under parallel trends it is zero. Note that
     the earnings means of months 13-24 and 25-36 before the start are matching features, so
-    this placebo is partly balanced by construction (a weaker test than it looks).
+    this placebo is partly balanced by construction (a weaker test than it looks). It is
+    never regression-corrected: with the earnings months as covariates the corrected placebo
+    would be zero by construction.
     """
     from impact.estimate.matched_did import matched_event_study
 
@@ -399,7 +400,7 @@ def placebo_in_time(traj: Any, *, outcome: str = "earnings_real", shift: int = 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         res = matched_event_study(traj, outcome, "start", baseline=base, event_times=[-1],
-                                  reps=reps, seed=seed, bias_correction=bias_correction)
+                                  reps=reps, seed=seed)
     r = res.at(-1)
     z = r["att"] / r["se"] if r["se"] > 0 else float("nan")
     return {"outcome": outcome, "fake_start_months_earlier": shift, "baseline": list(base),
@@ -461,10 +462,11 @@ def run_estimates(arrays: PanelArrays, pairs: pl.DataFrame, treatment: pl.DataFr
     the event-time trajectories of cohorts stored there with current inputs are read
     instead of rebuilt, and those built here are stored (:mod:`impact.outcome_store`); the
     results are the same. With ``bias_correction`` (the covariates' feature names, e.g.
-    :func:`impact.estimate.bias_correction.correction_features`) the matched event studies,
-    subgroups and the placebo in time are regression-corrected
-    (:mod:`impact.estimate.bias_correction`); refutation and sensitivity stay on the plain
-    matched cross-section.
+    :func:`impact.estimate.bias_correction.correction_features`) the matched event studies
+    and subgroups are regression-corrected (:mod:`impact.estimate.bias_correction`); the
+    pre-trend tests, the placebo in time, refutation and sensitivity stay on the plain
+    estimates (the pre-start earnings are covariates, so corrected placebos are fitted by
+    construction).
     """
     from impact.estimate.matched_did import matched_event_study
     from impact.outcome_store import trajectories_for
@@ -535,8 +537,7 @@ def run_estimates(arrays: PanelArrays, pairs: pl.DataFrame, treatment: pl.DataFr
     t0 = time.perf_counter()
     refutation = (refute_and_sensitivity(arrays, traj, end_earnings, seed=seed)
                   if end_earnings is not None else {})
-    refutation["placebo_in_time"] = placebo_in_time(traj, reps=reps, seed=seed,
-                                                    bias_correction=bc)
+    refutation["placebo_in_time"] = placebo_in_time(traj, reps=reps, seed=seed)
     t1 = time.perf_counter()
     write_parquet(subgroup_estimates(arrays, traj, reps=reps, seed=seed, bias_correction=bc),
                   out / "subgroups.parquet")
