@@ -267,7 +267,7 @@ def bias_corrected_twin_changes(
         coef[js] = beta.T
         corrected[js] = True
         # each treated person's correction sum_j w~_ij (X_i - X_j)' beta, averaged
-        counted = np.bincount(pt[ok], minlength=n_t) > 0
+        counted = den > 0  # treated persons with an observed twin
         for c, j in enumerate(js):
             per_t = np.bincount(pt, weights=wz * adj[:, c], minlength=n_t)
             mean_corr[j] = float(per_t[counted].mean()) if counted.any() else 0.0
