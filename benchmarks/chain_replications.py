@@ -62,7 +62,7 @@ def one_replication(persons: int, seed: int, confounding: float, boot_reps: int,
     from truth_recovery import sample_truth, truth_paths
 
     from impact import panel
-    from impact.estimate.bias_correction import with_covariates
+    from impact.estimate.bias_correction import correction_features, with_covariates
     from impact.estimate.matched_did import matched_event_study
     from impact.ingest import IngestSettings, deliveries_in, ingest
     from impact.outcomes import build_trajectories
@@ -107,7 +107,7 @@ def one_replication(persons: int, seed: int, confounding: float, boot_reps: int,
 
         out.update(horizons(res))
         if bias_correction:
-            traj = with_covariates(traj, arrays, (*settings.features, *settings.exact))
+            traj = with_covariates(traj, arrays, correction_features(settings))
             bc = matched_event_study(traj, "earnings_real", "end",
                                      event_times=list(HORIZONS), reps=boot_reps, seed=seed,
                                      arrays=arrays, bias_correction=True)

@@ -45,7 +45,7 @@ import numpy as np
 import polars as pl
 from scipy.stats import norm
 
-from impact.estimate.bias_correction import with_covariates
+from impact.estimate.bias_correction import correction_features, with_covariates
 from impact.estimate.matched_did import EventStudyResults, matched_event_study
 from impact.manifest import DeliveryManifest
 from impact.outcomes import Trajectories, build_trajectories, load_sector_rel_wage
@@ -354,7 +354,7 @@ def main() -> None:
     bc = args.bias_correction
     if bc:
         t0 = time.perf_counter()
-        traj = with_covariates(traj, arrays, (*settings.features, *settings.exact))
+        traj = with_covariates(traj, arrays, correction_features(settings))
         timings["covariates"] = time.perf_counter() - t0
     twins_info.update(
         n_pairs=traj.n_pairs,

@@ -19,6 +19,7 @@ import pytest
 from impact.estimate.bias_correction import (
     MIN_ROWS_PER_COEF,
     bias_corrected_twin_changes,
+    correction_features,
     with_covariates,
 )
 from impact.estimate.did import twins_did
@@ -143,7 +144,7 @@ def test_event_study_with_bias_correction_on_the_synthetic_registers(research) -
     # the full feature set has more coefficients than 5 rows each of this sample's twins
     # allow; the exact strata sex (every pass), region and job recency (coarsened) and two
     # numeric features
-    full = with_covariates(traj, arrays, (*settings.features, *settings.exact))
+    full = with_covariates(traj, arrays, correction_features(settings))
     assert not matched_event_study(full, "earnings_real", "end", event_times=[6], reps=49,
                                    bias_correction=True).bias_corrected.any()
     traj = with_covariates(traj, arrays, ("sex", "earn_l1", "days_12", "region_code",
