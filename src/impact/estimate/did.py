@@ -172,7 +172,7 @@ def _bias_corrected_pairs(df: pl.DataFrame, pairs: pl.DataFrame, id_col: str,
     """``pairs`` with each control's change ``_dy_c`` regression-corrected for its covariate
     gap to the treated unit
     (:func:`impact.estimate.bias_correction.bias_corrected_twin_changes`)."""
-    from impact.estimate.bias_correction import bias_corrected_twin_changes
+    from impact.estimate.bias_correction import MIN_ROWS_PER_COEF, bias_corrected_twin_changes
     from impact.twins.design import DesignSpec
 
     cols = list(dict.fromkeys([*features, *exact]))
@@ -192,8 +192,9 @@ def _bias_corrected_pairs(df: pl.DataFrame, pairs: pl.DataFrame, id_col: str,
                                      pairs.get_column("weight").to_numpy())
     if not bc.corrected[0]:
         raise ValueError(
-            f"bias_correction needs at least 5 twin rows per regression coefficient "
-            f"({5 * (xt.shape[1] + 1)} for {xt.shape[1]} covariate columns); "
+            f"bias_correction needs at least {MIN_ROWS_PER_COEF} twin rows per regression "
+            f"coefficient ({MIN_ROWS_PER_COEF * (xt.shape[1] + 1)} for {xt.shape[1]} "
+            f"covariate columns); "
             f"the match has {pairs.height} pairs")
     return pairs.with_columns(pl.Series("_dy_c", bc.d_twins[:, 0]))
 
